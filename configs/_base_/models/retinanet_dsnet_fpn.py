@@ -1,0 +1,13 @@
+# RetinaNet with a DS-Net backbone and mmdet's FPN (C3-C5 + P6/P7 from C5, as mmdet's R50 recipe).
+_base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
+custom_imports = dict(imports=['mmvit_hybrid'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='DSNet',
+        arch='small',
+        out_indices=(1, 2, 3),
+        drop_path_rate=0.1,
+        init_cfg=None),
+    neck=dict(in_channels=[128, 320, 512], start_level=0))

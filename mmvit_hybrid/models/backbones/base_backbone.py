@@ -1,0 +1,144 @@
+"""Behaviour every backbone of this package shares: arch tables, ``out_indices``, freezing,
+``norm_eval`` and strict pretrained loading. Not registered; subclasses are."""
+from typing import Dict, List, Sequence, Union
+
+import torch.nn as nn
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class HybridBackbone(BaseModule):
+    """Base class of the backbones in this package.
+
+    Subclasses set ``arch_zoo`` (name -> dict of per-stage settings) and ``arch_keys`` (the keys a
+    custom arch dict must have), build their layers, then call :meth:`_freeze_stages`. They
+    implement :meth:`frozen_modules`.
+
+    Args:
+        arch (str | dict): A name in ``arch_zoo`` or a dict with all of ``arch_keys``.
+        out_indices (Sequence[int] | int): Stages whose outputs are returned; negatives count
+            from the end.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k >= 1 the stem and stages 1..k.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads
+            weights strictly (missing or unexpected keys raise); other inits as in mmengine.
+    """
+    arch_zoo: Dict[str, dict] = {}
+    arch_keys: Sequence[str] = ()
+    num_stages: int = 4
+
+    def __init__(self, arch: Union[str, dict], out_indices, frozen_stages: int, norm_eval: bool,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self.parse_arch(arch)
+        self.out_indices = self.parse_out_indices(out_indices)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'{type(self).__name__}: frozen_stages must be an int in '
+                             f'[-1, {self.num_stages}] (-1 freezes nothing), got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """Resolve ``arch`` to a settings dict, with errors that list the choices."""
+        name = cls.__name__
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise KeyError(f'{name}: unknown arch {arch!r}; choose one of '
+                               f'{sorted(cls.arch_zoo)} or pass a dict with keys {list(cls.arch_keys)}')
+            return dict(cls.arch_zoo[key])
+        if isinstance(arch, dict):
+            missing = set(cls.arch_keys) - set(arch)
+            unknown = set(arch) - set(cls.arch_keys)
+            if missing or unknown:
+                raise KeyError(f'{name}: a custom arch dict needs exactly the keys {list(cls.arch_keys)}; '
+                               f'missing {sorted(missing)}, unknown {sorted(unknown)}')
+            lengths = {k: len(v) for k, v in arch.items() if isinstance(v, (list, tuple))}
+            if set(lengths.values()) != {cls.num_stages}:
+                raise ValueError(f'{name}: per-stage arch entries need {cls.num_stages} values each, got {lengths}')
+            return dict(arch)
+        raise TypeError(f'{name}: arch must be a str or dict, got {type(arch).__name__}')
+
+    def parse_out_indices(self, out_indices) -> List[int]:
+        """Normalise ``out_indices`` to a sorted list of non-negative stage indices."""
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError(f'{type(self).__name__}: out_indices must be an int or a non-empty '
+                            f'sequence of ints, got {out_indices!r}')
+        resolved = []
+        for index in out_indices:
+            if not isinstance(index, int) or not -self.num_stages <= index < self.num_stages:
+                raise ValueError(f'{type(self).__name__}: out_indices entry {index!r} is out of range for '
+                                 f'{self.num_stages} stages (valid: 0..{self.num_stages - 1} or negatives)')
+            resolved.append(index % self.num_stages)
+        if len(set(resolved)) != len(resolved):
+            raise ValueError(f'{type(self).__name__}: duplicate out_indices {list(out_indices)}')
+        return sorted(resolved)
+
+    def frozen_modules(self) -> List[nn.Module]:
+        """Modules frozen by ``frozen_stages`` (the stem for 0, plus stages 1..k for k)."""
+        raise NotImplementedError
+
+    def _freeze_stages(self):
+        for module in self.frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        """Set train mode, keeping frozen stages and (with ``norm_eval``) BatchNorms in eval."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    def init_weights(self):
+        """Default init for ``init_cfg=None``; strict loading for ``Pretrained``."""
+        if self.init_cfg is None:
+            self.default_init_weights()
+        elif isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            self.load_pretrained(self.init_cfg)
+        else:
+            super().init_weights()
+
+    def default_init_weights(self):
+        """The reference implementation's initialisation; subclasses override."""
+
+    def load_pretrained(self, cfg: dict):
+        """Load ``cfg['checkpoint']`` (keys under ``cfg['prefix']`` if given) and fail loudly on a
+        key mismatch, naming the keys and the usual fixes."""
+        unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'map_location'}
+        if unknown:
+            raise ValueError(f'{type(self).__name__}: unknown Pretrained init_cfg keys {sorted(unknown)}')
+        checkpoint = CheckpointLoader.load_checkpoint(
+            cfg['checkpoint'], map_location=cfg.get('map_location', 'cpu'))
+        state_dict = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
+        prefix = cfg.get('prefix')
+        if prefix:
+            prefix = prefix if prefix.endswith('.') else prefix + '.'
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            if not state_dict:
+                raise ValueError(f'{type(self).__name__}: no key of {cfg["checkpoint"]} starts with '
+                               f'prefix {prefix!r}; fix the prefix (e.g. "backbone.") or drop it')
+        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+        try:
+            result = self.load_state_dict(state_dict, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            raise ValueError(f'{type(self).__name__}: checkpoint {cfg["checkpoint"]} has tensors of other '
+                             f'shapes than this model; check `arch`. {err}') from err
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f'{type(self).__name__}: checkpoint {cfg["checkpoint"]} does not match this model: '
+                f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
+                f'{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[:3]}). '
+                'Check `arch`, set `prefix` (e.g. "backbone." for a detector or classifier checkpoint), '
+                'or convert third-party weights with tools/model_converters/.')
+        MMLogger.get_current_instance().info(
+            f'{type(self).__name__}: loaded {len(state_dict)} tensors from {cfg["checkpoint"]}')

@@ -1,0 +1,3 @@
+from .dual_stream import DualStreamBlock
+
+__all__ = ['DualStreamBlock']

@@ -1,0 +1,220 @@
+import copy
+
+import pytest
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmvit_hybrid.models import DSNet
+from mmvit_hybrid.models.layers import DualStreamBlock
+from mmvit_hybrid.utils.complexity import count_flops
+
+# (params with a 1000-class head, GMACs at 224x224), published in the DS-Net release (PaddleClas DSNet.md).
+PUBLISHED = {'tiny': (10.5e6, 1.8e9), 'small': (23.0e6, 3.5e9), 'base': (49.3e6, 8.4e9)}
+
+
+def small_dsnet(**kwargs):
+    """A two-block DS-Net for fast behavioural tests."""
+    arch = dict(embed_dims=(16, 32, 64, 64), depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 2))
+    return DSNet(arch=arch, **kwargs)
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+@pytest.mark.parametrize('size', [(224, 224), (333, 517), (64, 96)])
+def test_dsnet_output_shapes(arch, size):
+    if arch == 'base' and size == (333, 517):
+        pytest.skip('covered by tiny/small at this size; base is only deeper (runtime)')
+    model = DSNet(arch=arch).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, *size))
+    assert len(outs) == 4
+    h, w = size
+    for i, (out, channels) in enumerate(zip(outs, (64, 128, 320, 512))):
+        stride = 4 * 2**i
+        # non-overlapping patch embeddings floor at every stage
+        exp_h, exp_w = h // 4 // 2**i, w // 4 // 2**i
+        assert out.shape == (1, channels, exp_h, exp_w), (i, stride, out.shape)
+        assert torch.isfinite(out).all()
+    assert model.out_channels == [64, 128, 320, 512]
+    assert model.out_strides == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+def test_dsnet_params_and_flops_match_published(arch):
+    model = DSNet(arch=arch).eval()
+    head_params = 512 * 1000 + 1000  # global pool + Linear(512, 1000), as the reference classifier
+    params = sum(p.numel() for p in model.parameters()) + head_params
+    exp_params, exp_macs = PUBLISHED[arch]
+    assert abs(params / exp_params - 1) < 0.02, params
+    macs = count_flops(model, (1, 3, 224, 224)) / 2 + 512 * 1000
+    assert abs(macs / exp_macs - 1) < 0.05, macs
+
+
+def test_dsnet_every_parameter_gets_gradient():
+    model = small_dsnet(drop_path_rate=0.)
+    model.train()
+    outs = model(torch.rand(2, 3, 64, 64))
+    sum(o.square().mean() for o in outs).backward()
+    without_grad = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not without_grad
+
+
+def test_dsnet_out_indices_subset_and_negative():
+    model = small_dsnet(out_indices=(1, -1)).eval()
+    outs = model(torch.rand(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 64]
+    assert model.out_indices == [1, 3]
+    assert model.out_channels == [32, 64]
+
+
+def test_dsnet_frozen_stages():
+    model = small_dsnet(frozen_stages=2)
+    model.train()
+    for i, stage in enumerate(model.stages):
+        for p in stage.parameters():
+            assert p.requires_grad == (i >= 2)
+        for m in stage.modules():
+            if isinstance(m, _BatchNorm):
+                assert m.training == (i >= 2)
+    # frozen stages do not move in a training step
+    before = copy.deepcopy(model.stages[0].state_dict())
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.)
+    sum(o.mean() for o in model(torch.rand(2, 3, 64, 64))).backward()
+    optim.step()
+    for k, v in model.stages[0].state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_dsnet_frozen_stem_only():
+    model = small_dsnet(frozen_stages=0)
+    assert not any(p.requires_grad for p in model.stages[0].downsample.parameters())
+    assert all(p.requires_grad for p in model.stages[0].blocks.parameters())
+
+
+def test_dsnet_norm_eval():
+    model = small_dsnet(norm_eval=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    running = bns[0].running_mean.clone()
+    model(torch.rand(2, 3, 64, 64))
+    assert torch.equal(bns[0].running_mean, running)
+    # without norm_eval the statistics move
+    model = small_dsnet(norm_eval=False).train()
+    bn = next(m for m in model.modules() if isinstance(m, _BatchNorm))
+    running = bn.running_mean.clone()
+    model(torch.rand(2, 3, 64, 64))
+    assert not torch.equal(bn.running_mean, running)
+
+
+def test_dsnet_with_cp_same_output_and_grads():
+    torch.manual_seed(1)
+    ref = small_dsnet(drop_path_rate=0., attn_drop_rate=0.)
+    cp_model = small_dsnet(drop_path_rate=0., attn_drop_rate=0., with_cp=True)
+    cp_model.load_state_dict(ref.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    outs_ref, outs_cp = ref(x.clone().requires_grad_()), cp_model(x.clone().requires_grad_())
+    for a, b in zip(outs_ref, outs_cp):
+        torch.testing.assert_close(a, b)
+    sum(o.sum() for o in outs_ref).backward()
+    sum(o.sum() for o in outs_cp).backward()
+    for (name, p_ref), p_cp in zip(ref.named_parameters(), cp_model.parameters()):
+        torch.testing.assert_close(p_ref.grad, p_cp.grad, msg=name)
+
+
+def test_dual_stream_block_uses_global_grid_and_sdpa(monkeypatch):
+    block = DualStreamBlock(64, num_heads=2, global_stride=4).eval()
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        seen.append((tuple(q.shape), tuple(k.shape)))
+        return real(q, k, v, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, 'scaled_dot_product_attention', spy)
+    out = block(torch.rand(1, 64, 17, 24))
+    assert out.shape == (1, 64, 17, 24)
+    # self-attention on the 4x6 global grid, then local<-global and global<-local co-attention
+    assert seen == [((1, 2, 24, 16), (1, 2, 24, 16)), ((1, 2, 408, 16), (1, 2, 24, 16)),
+                    ((1, 2, 24, 16), (1, 2, 408, 16))]
+
+
+def test_dual_stream_block_matches_explicit_attention():
+    """The SDPA path equals softmax(q k^T / sqrt(d)) v written out, for every attention."""
+    block = DualStreamBlock(32, num_heads=2, global_stride=2).eval()
+    x = torch.rand(2, 32, 6, 10)
+
+    def explicit(q, k, v, dropout_p=0.):
+        attn = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5
+        return attn.softmax(-1) @ v
+
+    expected = block(x)
+    import torch.nn.functional as F
+    real = F.scaled_dot_product_attention
+    try:
+        F.scaled_dot_product_attention = explicit
+        got = block(x)
+    finally:
+        F.scaled_dot_product_attention = real
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(arch='huge'), KeyError, "unknown arch 'huge'"),
+    (dict(arch=dict(embed_dims=(64, 128, 320, 512), depths=(1, 1, 1, 1))), KeyError, 'missing'),
+    (dict(arch=dict(embed_dims=(64, 128), depths=(1, 1), num_heads=(1, 2))), ValueError, '4 values'),
+    (dict(out_indices=(4, )), ValueError, 'out of range'),
+    (dict(out_indices=(0, 0)), ValueError, 'duplicate'),
+    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
+    (dict(global_strides=(8, 4)), ValueError, 'global_strides'),
+    (dict(drop_path_rate=1.5), ValueError, 'drop_path_rate'),
+    (dict(arch=dict(embed_dims=(64, 128, 320, 510), depths=(1, 1, 1, 1), num_heads=(1, 2, 5, 8))),
+     ValueError, 'divisible by num_heads'),
+    (dict(ouT_indices=(0, )), TypeError, 'ouT_indices'),
+])
+def test_dsnet_invalid_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DSNet(**kwargs)
+
+
+def test_dsnet_invalid_inputs():
+    model = small_dsnet().eval()
+    with pytest.raises(ValueError, match='3-channel'):
+        model(torch.rand(1, 1, 64, 64))
+    with pytest.raises(ValueError, match='at least 32x32'):
+        model(torch.rand(1, 3, 16, 64))
+
+
+def test_dsnet_pretrained_with_prefix(tmp_path):
+    src = small_dsnet()
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in src.state_dict().items()},
+                'meta': {}}, ckpt)
+    dst = small_dsnet(init_cfg=dict(type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
+    dst.init_weights()
+    for k, v in src.state_dict().items():
+        assert torch.equal(v, dst.state_dict()[k]), k
+
+
+def test_dsnet_pretrained_mismatch_raises(tmp_path):
+    ckpt = tmp_path / 'det.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in small_dsnet().state_dict().items()}}, ckpt)
+    model = small_dsnet(init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
+    with pytest.raises(ValueError, match='missing keys.*set `prefix`'):
+        model.init_weights()
+    model = small_dsnet(init_cfg=dict(type='Pretrained', checkpoint=str(ckpt), prefix='neck.'))
+    with pytest.raises(ValueError, match="no key .* starts with prefix 'neck.'"):
+        model.init_weights()
+    other = DSNet(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=str(ckpt), prefix='backbone'))
+    with pytest.raises(ValueError, match="check `arch`"):
+        other.init_weights()
+
+
+def test_dsnet_builds_from_mmdet_mmseg_mmpretrain_registries():
+    from mmdet.registry import MODELS as DET
+    from mmpretrain.registry import MODELS as CLS
+    from mmseg.registry import MODELS as SEG
+    for registry in (DET, SEG, CLS):
+        model = registry.build(dict(type='DSNet', arch='tiny', out_indices=(3, )))
+        assert isinstance(model, DSNet)
+    assert type(DET.build(dict(type='DSFPN', in_channels=[64, 128, 320, 512], out_channels=64,
+                                num_outs=5))).__name__ == 'DSFPN'

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Creates .venv/ in the repo and installs the pinned OpenMMLab stack plus this package (editable).
+#
+# The mmcv 2.1.0 wheel (CPU ops, ~12 min to compile on 2 cores) is built once into
+#   ${MMVIT_HYBRID_CACHE:-$HOME/.cache/mmvit_hybrid}/wheels/torch-<version>/
+# and reused by every later run. A second run with nothing changed only checks and re-verifies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=$REPO/.venv
+CACHE=${MMVIT_HYBRID_CACHE:-$HOME/.cache/mmvit_hybrid}
+TORCH_VERSION=2.13.0
+TORCHVISION_VERSION=0.28.0
+MMCV_VERSION=2.1.0
+CONSTRAINTS=$REPO/requirements/constraints.txt
+log() { echo "[install] $(date +%H:%M:%S) $*"; }
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+# The machine's pip config points find-links at a folder holding torch-2.13.0+cpu, whose torchvision
+# pairing is broken; ignore every pip config file and that variable for all installs here.
+PIP=(env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$VENV/bin/python" -m pip)
+VPY=$VENV/bin/python
+
+have() {  # have <dist> <version>: is exactly that version installed in the venv?
+  "$VPY" - "$1" "$2" <<'PYEOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(0 if version(sys.argv[1]) == sys.argv[2] else 1)
+PYEOF
+}
+
+# 1. build tooling. setuptools < 81 keeps pkg_resources (mmcv's setup.py, mmengine's config loader).
+"$VPY" - <<'PYEOF' 2>/dev/null || { log "installing setuptools/wheel"; "${PIP[@]}" install -q "setuptools>=77,<81" wheel ninja; }
+from importlib.metadata import version
+import ninja, wheel  # noqa: F401
+v = tuple(int(x) for x in version('setuptools').split('.')[:2])
+assert (77, 0) <= v < (81, 0)
+PYEOF
+
+# 2. torch + torchvision, the regular PyPI build (the +cpu wheel in the machine's find-links breaks torchvision).
+if ! have torch "$TORCH_VERSION" || ! have torchvision "$TORCHVISION_VERSION"; then
+  "${PIP[@]}" uninstall -q -y torch torchvision 2>/dev/null || true
+  log "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (regular build)"
+  "${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+fi
+"$VPY" -c "import torch, torchvision; assert '+cpu' not in torch.__version__, torch.__version__; print('[install] torch', torch.__version__, 'torchvision', torchvision.__version__)"
+
+# 3. mmcv with compiled ops, from the wheel cache.
+if ! have mmcv "$MMCV_VERSION" || ! "$VPY" -c "import mmcv.ops" 2>/dev/null; then
+  WHEELS=$CACHE/wheels/torch-$TORCH_VERSION
+  mkdir -p "$WHEELS"
+  WHL=$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$WHL" ]; then
+    log "building mmcv $MMCV_VERSION with ops (CPU: about 12-13 minutes on 2 cores; built once, cached in $WHEELS)"
+    TMP=$(mktemp -d)
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" wheel -v --no-build-isolation --no-deps \
+        --no-binary mmcv "mmcv==$MMCV_VERSION" -w "$TMP" 2>&1 | grep -E --line-buffered '^\[[0-9]+/[0-9]+\]|error|Error|Successfully' || true
+    WHL=$(ls "$TMP"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+    [ -n "$WHL" ] || { echo "[install] ERROR: mmcv wheel build failed" >&2; exit 1; }
+    mv "$WHL" "$WHEELS"/ && WHL=$WHEELS/$(basename "$WHL")
+    rm -rf "$TMP"
+  fi
+  log "installing $WHL"
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" "$WHL"
+fi
+
+# 4. the rest of the stack, constrained so nothing moves torch or mmcv.
+log "installing mmengine/mmdet/mmseg/mmpretrain and test tools (constrained)"
+"${PIP[@]}" install -q -c "$CONSTRAINTS" -r requirements/runtime.txt -r requirements/tests.txt
+
+# 5. this package, editable. MMVIT_HYBRID_WITH_OPS=0 skips compiling the custom ops.
+if ! "$VPY" -c "import mmvit_hybrid" 2>/dev/null || [ setup.py -nt "$VENV/.mmvit_hybrid_installed" ]; then
+  log "installing mmvit_hybrid (editable)"
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
+  touch "$VENV/.mmvit_hybrid_installed"
+fi
+
+# 6. verify, loudly.
+"$VPY" - <<'PYEOF'
+import importlib, sys
+failed = []
+for name in ['torch', 'torchvision', 'mmcv.ops', 'mmengine', 'mmdet.models', 'mmseg.models',
+             'mmpretrain.models', 'pycocotools.coco', 'mmvit_hybrid']:
+    try:
+        importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001
+        failed.append(f'{name}: {type(e).__name__}: {e}')
+if failed:
+    print('[install] FAILED imports:\n  ' + '\n  '.join(failed), file=sys.stderr)
+    sys.exit(1)
+import torch, mmcv, mmdet, mmseg, mmpretrain, mmengine
+print(f'[install] OK: torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, '
+      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}')
+PYEOF
