@@ -1,0 +1,5 @@
+from .checkpoint import register_checkpoint_loader
+from .complexity import count_flops
+from .data_check import check_dataset_paths
+
+__all__ = ['check_dataset_paths', 'count_flops', 'register_checkpoint_loader']
