@@ -1,3 +1,4 @@
+from .dmformer import DMFormer
 from .dsnet import DSNet
 
-__all__ = ['DSNet']
+__all__ = ['DMFormer', 'DSNet']

@@ -1,3 +1,4 @@
+from .dma import DMA
 from .dual_stream import DualStreamBlock
 
-__all__ = ['DualStreamBlock']
+__all__ = ['DMA', 'DualStreamBlock']

@@ -1,0 +1,2 @@
+_base_ = './dmformer_s_in1k.py'
+model = dict(backbone=dict(arch='m', drop_path_rate=0.2), head=dict(in_channels=768))

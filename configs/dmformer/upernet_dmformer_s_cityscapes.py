@@ -1,0 +1,15 @@
+# UperNet, DMFormer-S, Cityscapes, 512x1024 crops, 80k iterations, 8 GPUs x 2 images; the ADE20K
+# recipe over 80k (../_base_/schedules/upernet_adamw_80k.py).
+_base_ = [
+    '../_base_/models/upernet_dmformer.py',
+    'mmseg::_base_/datasets/cityscapes.py',
+    'mmseg::_base_/default_runtime.py',
+    '../_base_/schedules/upernet_adamw_80k.py',
+]
+crop_size = (512, 1024)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(num_classes=19),
+    auxiliary_head=dict(num_classes=19))
+train_dataloader = dict(batch_size=2)

@@ -1,0 +1,365 @@
+import copy
+import doctest
+import functools
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmvit_hybrid.models import DMFormer
+from mmvit_hybrid.models.backbones import dmformer as dmformer_module
+from mmvit_hybrid.models.backbones.dmformer import DMFormerBlock
+from mmvit_hybrid.models.layers import DMA
+from mmvit_hybrid.utils.complexity import count_flops
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTHS = {'s': (64, 128, 320, 512), 'm': (96, 192, 384, 768), 'l': (128, 256, 512, 1024)}
+# Measured on this package's reconstruction, with global pooling and a C4 x 1000 linear head:
+# (params, MACs at 224x224). The module docstring and configs/dmformer/README.md state them.
+MEASURED = {'s': (27_160_504, 4_413_012_992), 'm': (50_257_264, 8_031_978_240),
+            'l': (88_575_816, 14_140_830_720)}
+# The peer class each arch is sized for (PoolFormer-S36 / ConvNeXt-T / Swin-T; PoolFormer-M36 /
+# ConvNeXt-S / Swin-S; ConvNeXt-B / Swin-B): (params range, MACs range).
+PEERS = {'s': ((25e6, 31e6), (4.0e9, 5.0e9)), 'm': ((45e6, 56e6), (7.5e9, 9.0e9)),
+         'l': ((85e6, 95e6), (13.0e9, 16.0e9))}
+TINY = dict(embed_dims=(16, 32, 32, 32), depths=(1, 1, 1, 1))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    """These small CPU workloads run fastest on one thread, and do not stall (OpenMP spin-waits)
+    when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_dmformer(**kwargs):
+    """A four-block DMFormer for fast behavioural tests."""
+    return DMFormer(arch=TINY, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def eval_model(arch):
+    torch.manual_seed(0)
+    return DMFormer(arch=arch).eval()
+
+
+def random_projection_loss(outs):
+    """A loss whose gradient does not vanish through the output BatchNorms (the sum, or the mean
+    square, of a BatchNorm output in train mode is constant in its input)."""
+    gen = torch.Generator().manual_seed(123)
+    return sum((o * torch.randn(o.shape, generator=gen)).sum() for o in outs)
+
+
+def expected_hw(h, w, stage):
+    # the 7x7 stride-2 stem conv rounds up, every 2x2 stride-2 patch conv rounds down
+    h, w = -(-h // 2) // 2, -(-w // 2) // 2
+    return h // 2**stage, w // 2**stage
+
+
+@pytest.mark.parametrize('arch', ['s', 'm', 'l'])
+@pytest.mark.parametrize('size', [(67, 93), (32, 32), (333, 517)])
+def test_dmformer_output_shapes(arch, size):
+    model = eval_model(arch)
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, *size))
+    assert isinstance(outs, tuple) and len(outs) == 4
+    for i, (out, channels) in enumerate(zip(outs, WIDTHS[arch])):
+        assert out.shape == (1, channels, *expected_hw(*size, i)), (i, out.shape)
+        assert torch.isfinite(out).all()
+    assert model.out_channels == list(WIDTHS[arch])
+    assert model.out_strides == [4, 8, 16, 32]
+    if size == (333, 517):
+        assert [tuple(o.shape[-2:]) for o in outs] == [(83, 129), (41, 64), (20, 32), (10, 16)]
+
+
+def test_dmformer_arch_aliases():
+    for short, long in [('s', 'small'), ('m', 'medium'), ('l', 'large')]:
+        assert DMFormer.arch_zoo[short] == DMFormer.arch_zoo[long]
+    with torch.device('meta'):
+        assert DMFormer(arch='MEDIUM').embed_dims == WIDTHS['m']
+
+
+@pytest.mark.parametrize('arch', ['s', 'm', 'l'])
+def test_dmformer_params_and_flops(arch):
+    with torch.device('meta'):  # shapes only: instant, and FlopCounterMode counts meta tensors
+        model = DMFormer(arch=arch, out_indices=(3, ))
+    channels = WIDTHS[arch][-1]
+    head_params = channels * 1000 + 1000
+    params = sum(p.numel() for p in model.parameters()) + head_params
+    macs = count_flops(model, (1, 3, 224, 224)) / 2 + channels * 1000
+    exp_params, exp_macs = MEASURED[arch]
+    assert abs(params / exp_params - 1) < 1e-4, params
+    assert abs(macs / exp_macs - 1) < 1e-4, macs
+    (lo_p, hi_p), (lo_m, hi_m) = PEERS[arch]
+    assert lo_p <= params <= hi_p
+    assert lo_m <= macs <= hi_m
+
+
+@pytest.mark.parametrize('doc', ['docstring', 'readme'])
+def test_dmformer_documented_numbers_match_measured(doc):
+    text = dmformer_module.__doc__ if doc == 'docstring' else (
+        ROOT / 'configs/dmformer/README.md').read_text()
+    for arch, (params, macs) in MEASURED.items():
+        row = next((line for line in text.splitlines()
+                    if re.match(rf'\s*\|?\s*`?{arch}`?\s', line)), None)
+        assert row is not None, f'no row for arch {arch} in the {doc}'
+        assert f'{params / 1e6:.2f}M' in row and f'{macs / 1e9:.2f}' in row, row
+
+
+def test_dmformer_every_parameter_gets_gradient():
+    for gate, gate_act in [('dynamic', 'sigmoid'), ('static', 'sigmoid'), ('dynamic', 'softmax')]:
+        model = tiny_dmformer(drop_path_rate=0., gate=gate, gate_act=gate_act).train()
+        random_projection_loss(model(torch.rand(2, 3, 64, 64))).backward()
+        without_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        assert not without_grad, (gate, gate_act, without_grad)
+
+
+def test_dmformer_out_indices_subset_and_negative():
+    model = tiny_dmformer(out_indices=(1, -1)).eval()
+    outs = model(torch.rand(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 32]
+    assert model.out_indices == [1, 3]
+    assert model.out_channels == [32, 32]
+    assert model.out_strides == [8, 32]
+    # the parameter set does not depend on out_indices (classification weights load into detectors)
+    assert model.state_dict().keys() == tiny_dmformer(out_indices=3).state_dict().keys()
+
+
+def test_dmformer_classification_checkpoint_loads_strictly_into_dense_model(tmp_path):
+    cls_backbone = tiny_dmformer(out_indices=(3, ))
+    ckpt = tmp_path / 'cls.pth'
+    state = {f'backbone.{k}': v for k, v in cls_backbone.state_dict().items()}
+    state.update({'head.fc.weight': torch.zeros(10, 32), 'head.fc.bias': torch.zeros(10)})
+    torch.save({'state_dict': state, 'meta': {}}, ckpt)
+    det_backbone = tiny_dmformer(init_cfg=dict(type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
+    det_backbone.init_weights()
+    for k, v in cls_backbone.state_dict().items():
+        assert torch.equal(v, det_backbone.state_dict()[k]), k
+    other = DMFormer(arch=dict(TINY, depths=(1, 1, 2, 1)),
+                     init_cfg=dict(type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
+    with pytest.raises(ValueError, match='missing keys'):
+        other.init_weights()
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2, 4])
+def test_dmformer_frozen_stages(frozen_stages):
+    model = tiny_dmformer(frozen_stages=frozen_stages)
+    model.train()
+    stem = model.stages[0].downsample
+    assert not any(p.requires_grad for p in stem.parameters())
+    assert all(not m.training for m in stem.modules())
+    for i, stage in enumerate(model.stages):
+        frozen = i < frozen_stages
+        for name, p in stage.named_parameters():
+            if not name.startswith('downsample.') or i > 0:
+                assert p.requires_grad == (not frozen), (i, name)
+        for m in stage.modules():
+            if isinstance(m, _BatchNorm) and not any(m is s for s in stem.modules()):
+                assert m.training == (not frozen), i
+    if frozen_stages == 4:
+        assert not any(p.requires_grad for p in model.parameters())
+        return
+    # frozen modules (weights and BN statistics) do not move in a training step
+    frozen = [stem] + list(model.stages[:frozen_stages])
+    before = [copy.deepcopy(m.state_dict()) for m in frozen]
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.)
+    random_projection_loss(model(torch.rand(2, 3, 64, 64))).backward()
+    optim.step()
+    for module, state in zip(frozen, before):
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, state[k]), k
+    trainable = model.stages[frozen_stages].blocks[0].mlp.fc1.weight
+    assert trainable.grad is not None and trainable.grad.abs().sum() > 0
+
+
+def test_dmformer_norm_eval():
+    model = tiny_dmformer(norm_eval=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    running = [bn.running_mean.clone() for bn in bns]
+    model(torch.rand(2, 3, 64, 64))
+    assert all(torch.equal(bn.running_mean, r) for bn, r in zip(bns, running))
+    # the rest of the model stays in train mode, and without norm_eval the statistics move
+    assert model.training and model.stages[0].blocks[0].training
+    model = tiny_dmformer(norm_eval=False).train()
+    bn = next(m for m in model.modules() if isinstance(m, _BatchNorm))
+    running = bn.running_mean.clone()
+    model(torch.rand(2, 3, 64, 64))
+    assert not torch.equal(bn.running_mean, running)
+
+
+def test_dmformer_with_cp_same_output_and_grads(monkeypatch):
+    ref = tiny_dmformer(drop_path_rate=0.)
+    cp_model = tiny_dmformer(drop_path_rate=0., with_cp=True)
+    cp_model.load_state_dict(ref.state_dict())
+    calls = []
+    real = torch.utils.checkpoint.checkpoint
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint', spy)
+    x = torch.rand(2, 3, 64, 64)
+    outs_ref, outs_cp = ref(x), cp_model(x)
+    assert len(calls) == sum(TINY['depths'])  # one checkpoint per block, none without with_cp
+    for a, b in zip(outs_ref, outs_cp):
+        torch.testing.assert_close(a, b)
+    random_projection_loss(outs_ref).backward()
+    random_projection_loss(outs_cp).backward()
+    for (name, p_ref), p_cp in zip(ref.named_parameters(), cp_model.parameters()):
+        torch.testing.assert_close(p_ref.grad, p_cp.grad, msg=name)
+
+
+def test_dma_matches_documented_formula():
+    """proj_out(sum_i a_i * DWConv_i(u)), u = GELU(proj_in(x)), a = sigmoid(FC(ReLU(FC(GAP(u)))))."""
+    dma = DMA(32, kernel_sizes=(3, 5), dilations=(1, 2)).eval()
+    x = torch.rand(2, 32, 11, 14)
+    u = F.gelu(F.conv2d(x, dma.proj_in.weight, dma.proj_in.bias))
+    pooled = u.mean(dim=(2, 3))  # (B, C)
+    hidden = F.relu(pooled @ dma.gate.reduce.weight.flatten(1).T + dma.gate.reduce.bias)
+    a = torch.sigmoid(hidden @ dma.gate.expand.weight.flatten(1).T + dma.gate.expand.bias).view(2, 2, 32)
+    fused = 0
+    for i, (k, d) in enumerate([(3, 1), (5, 2)]):
+        conv = dma.levels[i]
+        level = F.conv2d(u, conv.weight, conv.bias, padding=d * (k - 1) // 2, dilation=d, groups=32)
+        fused = fused + a[:, i, :, None, None] * level
+    expected = F.conv2d(fused, dma.proj_out.weight, dma.proj_out.bias)
+    torch.testing.assert_close(dma(x), expected, rtol=1e-5, atol=1e-5)
+    assert dma.gate.reduce.out_channels == 16  # max(32 // 4, 16)
+
+
+def test_dma_dynamic_gate_depends_on_input_static_does_not():
+    x = torch.rand(2, 64, 9, 13)
+    x[1] = x[1] * 3 - 1  # a different input in the second sample
+    dynamic = DMA(64, gate='dynamic')
+    weights = dynamic.level_weights(x)
+    assert weights.shape == (2, 3, 64, 1, 1)
+    assert (weights[0] - weights[1]).abs().max() > 1e-4
+    static = DMA(64, gate='static')
+    with torch.no_grad():
+        static.gate_logits.normal_()  # learned, non-trivial constants
+    weights = static.level_weights(x)
+    assert weights.shape == (1, 3, 64, 1, 1)
+    torch.testing.assert_close(static.level_weights(torch.rand(5, 64, 4, 4)), weights, rtol=0, atol=0)
+    assert not hasattr(static, 'gate') and not hasattr(dynamic, 'gate_logits')
+    # softmax normalises over the levels, sigmoid does not
+    softmax = DMA(64, gate_act='softmax')
+    torch.testing.assert_close(softmax.level_weights(x).sum(1), torch.ones(2, 64, 1, 1))
+    assert not torch.allclose(dynamic.level_weights(x).sum(1), torch.ones(2, 64, 1, 1))
+
+
+def test_dmformer_passes_gate_to_every_block():
+    static = tiny_dmformer(gate='static', gate_act='softmax')
+    mixers = [m for m in static.modules() if isinstance(m, DMA)]
+    assert len(mixers) == sum(TINY['depths'])
+    assert all(m.gate_mode == 'static' and m.gate_act == 'softmax' for m in mixers)
+    assert not any('.gate.' in n for n, _ in static.named_parameters())
+    assert sum('gate_logits' in n for n, _ in static.named_parameters()) == len(mixers)
+
+
+@pytest.mark.parametrize('kernel_sizes, dilations', [((7, ), (1, )), ((3, 5), (1, 1)),
+                                                    ((3, 5, 7), (1, 2, 3)), ((3, 3, 5, 7), (1, 3, 2, 3))])
+def test_dmformer_number_of_levels(kernel_sizes, dilations):
+    model = tiny_dmformer(kernel_sizes=kernel_sizes, dilations=dilations).eval()
+    num_blocks = sum(TINY['depths'])
+    mixers = [m for m in model.modules() if isinstance(m, DMA)]
+    assert all(len(m.levels) == len(kernel_sizes) for m in mixers)
+    depthwise = [m for m in model.modules()
+                 if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1]
+    assert len(depthwise) == num_blocks * len(kernel_sizes)
+    assert [(c.kernel_size[0], c.dilation[0]) for c in mixers[0].levels] == list(zip(kernel_sizes, dilations))
+    assert all(m.gate.expand.out_channels == len(kernel_sizes) * m.embed_dims for m in mixers)
+    outs = model(torch.rand(1, 3, 67, 93))
+    assert [tuple(o.shape[-2:]) for o in outs] == [expected_hw(67, 93, i) for i in range(4)]
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(arch='huge'), KeyError, "unknown arch 'huge'"),
+    (dict(arch=dict(embed_dims=(64, 128, 320, 512))), KeyError, r"missing \['depths'\]"),
+    (dict(arch=dict(TINY, num_heads=(1, 1, 1, 1))), KeyError, r"unknown \['num_heads'\]"),
+    (dict(arch=dict(embed_dims=(64, 128), depths=(1, 1))), ValueError, '4 values'),
+    (dict(arch=dict(embed_dims=(16, 32, 0, 32), depths=(1, 1, 1, 1))), ValueError, 'positive ints'),
+    (dict(out_indices=(4, )), ValueError, 'out of range'),
+    (dict(out_indices=(0, -4)), ValueError, 'duplicate'),
+    (dict(out_indices=()), TypeError, 'non-empty'),
+    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
+    (dict(kernel_sizes=(3, 5), dilations=(1, )), ValueError, 'same, non-zero number'),
+    (dict(kernel_sizes=(), dilations=()), ValueError, 'same, non-zero number'),
+    (dict(kernel_sizes=(3, 4), dilations=(1, 1)), ValueError, 'positive odd'),
+    (dict(dilations=(1, 0, 2)), ValueError, 'dilations must be positive'),
+    (dict(gate='adaptive'), ValueError, "unknown gate 'adaptive'.*dynamic.*static"),
+    (dict(gate_act='relu'), ValueError, "unknown gate_act 'relu'"),
+    (dict(gate_act='softmax', kernel_sizes=(5, ), dilations=(1, )), ValueError, 'single level'),
+    (dict(gate_reduction=0), ValueError, 'gate_reduction'),
+    (dict(drop_path_rate=1.), ValueError, 'drop_path_rate'),
+    (dict(kernel_size=(3, )), TypeError, 'kernel_size'),
+])
+def test_dmformer_invalid_arguments(kwargs, error, match):
+    kwargs.setdefault('arch', TINY)
+    with pytest.raises(error, match=match):
+        DMFormer(**kwargs)
+
+
+def test_dmformer_invalid_inputs():
+    model = tiny_dmformer().eval()
+    with pytest.raises(ValueError, match='3-channel'):
+        model(torch.rand(1, 1, 64, 64))
+    with pytest.raises(ValueError, match='at least 32x32'):
+        model(torch.rand(1, 3, 31, 64))
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
+        model(torch.rand(3, 64, 64))
+    assert len(model(torch.rand(1, 3, 32, 32))) == 4  # the smallest size works
+
+
+def test_dmformer_drop_path_schedule():
+    model = DMFormer(arch=dict(TINY, depths=(1, 1, 2, 1)), drop_path_rate=0.2)
+    blocks = [b for b in model.modules() if isinstance(b, DMFormerBlock)]
+    rates = [getattr(b.drop_path, 'drop_prob', 0.) for b in blocks]
+    assert rates == pytest.approx([0., 0.05, 0.1, 0.15, 0.2])
+
+
+@pytest.mark.parametrize('cls', [DMFormer, DMFormerBlock, DMA])
+def test_every_init_argument_is_documented(cls):
+    doc = inspect.getdoc(cls)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
+    missing = [p for p in params if not re.search(rf'^\s+{p} \(', doc, re.M)]
+    assert not missing, f'{cls.__name__} docstring lacks {missing}'
+
+
+@pytest.mark.parametrize('cls', [DMA, DMFormer])
+def test_docstring_examples(cls):
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(cls, globs={}):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_dmformer_default_init():
+    model = tiny_dmformer()
+    model.init_weights()
+    weight = model.stages[2].blocks[0].mlp.fc1.weight
+    assert weight.std().item() == pytest.approx(0.02, rel=0.1) and abs(weight.mean().item()) < 0.002
+    assert torch.equal(model.stages[2].blocks[0].mlp.fc1.bias, torch.zeros(128))
+    bn = model.stages[1].norm
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.bias, torch.zeros_like(bn.bias))
+    assert torch.equal(model.stages[1].blocks[0].gamma1, torch.full((32, ), 1e-5))
+
+
+def test_dmformer_builds_from_mmdet_mmseg_mmpretrain_registries():
+    from mmdet.registry import MODELS as DET
+    from mmpretrain.registry import MODELS as CLS
+    from mmseg.registry import MODELS as SEG
+    for registry in (DET, SEG, CLS):
+        model = registry.build(dict(type='DMFormer', arch=TINY, out_indices=(3, ), gate='static'))
+        assert isinstance(model, DMFormer) and model.out_channels == [32]
