@@ -1,5 +1,5 @@
 # UperNet, DMFormer-S, Cityscapes, 512x1024 crops, 80k iterations, 8 GPUs x 2 images; the ADE20K
-# recipe over 80k (../_base_/schedules/upernet_adamw_80k.py).
+# recipe over 80k (../_base_/schedules/upernet_adamw_80k.py); sliding-window test with 512x1024 windows.
 _base_ = [
     '../_base_/models/upernet_dmformer.py',
     'mmseg::_base_/datasets/cityscapes.py',
@@ -11,5 +11,6 @@ data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(num_classes=19),
-    auxiliary_head=dict(num_classes=19))
+    auxiliary_head=dict(num_classes=19),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 682)))
 train_dataloader = dict(batch_size=2)

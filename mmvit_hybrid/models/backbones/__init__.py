@@ -1,4 +1,5 @@
+from .botnet import BoTNet
 from .dmformer import DMFormer
 from .dsnet import DSNet
 
-__all__ = ['DMFormer', 'DSNet']
+__all__ = ['BoTNet', 'DMFormer', 'DSNet']

@@ -1,0 +1,19 @@
+# UperNet, BoT50, ADE20K, 512x512 crops, 160k iterations, 8 GPUs x 2 images; mmseg's ResNet UperNet
+# recipe (SGD lr 0.01, momentum 0.9, weight decay 5e-4, poly decay). Whole-image testing (shorter
+# side 512): the tables are resampled to each image's feature maps.
+_base_ = [
+    '../_base_/models/upernet_botnet.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_160k.py',
+]
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    backbone=dict(img_size=crop_size),
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150))
+train_dataloader = dict(batch_size=2)
+val_dataloader = dict(batch_size=1)
+test_dataloader = val_dataloader

@@ -1,0 +1,537 @@
+import copy
+import doctest
+import functools
+import importlib.util
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmvit_hybrid.models import BoTNet
+from mmvit_hybrid.models.backbones import botnet as botnet_module
+from mmvit_hybrid.models.backbones.botnet import BoTBlock
+from mmvit_hybrid.models.layers import RelPosAttention
+from mmvit_hybrid.models.layers.rel_pos_attention import resize_rel_pos
+from mmvit_hybrid.utils.complexity import count_flops
+
+ROOT = Path(__file__).resolve().parents[1]
+CONVERTER = ROOT / 'tools/model_converters/resnet_to_botnet.py'
+# Measured on this implementation (img_size=224; MACs of the explicit attn_impl='einsum' math), with
+# global pooling and a 2048 x 1000 linear head: (params, MACs at 224x224). The module docstring and
+# configs/botnet/README.md state them.
+MEASURED = {'50': (20_852_008, 4_021_346_304), '101': (39_844_136, 7_733_567_488),
+            '152': (55_487_784, 11_445_788_672), '200': (59_968_808, 14_939_643_904),
+            's1-50': (20_859_176, 5_410_217_984)}
+PAPER_BOT50_PARAMS = 20.8e6
+TINY = dict(depths=(1, 1, 1, 2), strides=(1, 2, 2, 2))  # both c5 blocks with attention
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    """These small CPU workloads run fastest on one thread, and do not stall (OpenMP spin-waits)
+    when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_botnet(**kwargs):
+    """A five-block BoTNet (full widths) for fast behavioural tests."""
+    kwargs.setdefault('img_size', 64)
+    return BoTNet(arch=TINY, num_attn_blocks=2, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def eval_model(arch, img_size=224):
+    torch.manual_seed(0)
+    model = BoTNet(arch=arch, img_size=img_size)
+    model.init_weights()
+    return model.eval()
+
+
+def random_projection_loss(outs):
+    """A loss whose gradient does not vanish through BatchNorms in train mode."""
+    gen = torch.Generator().manual_seed(123)
+    return sum((o * torch.randn(o.shape, generator=gen)).sum() for o in outs)
+
+
+def expected_hw(h, w, strides):
+    """Stem: 7x7 s2 conv and 3x3 s2 max pooling round up; every stride-2 block rounds up."""
+    h, w = -(-h // 4), -(-w // 4)
+    sizes = []
+    for s in strides:
+        h, w = -(-h // s), -(-w // s)
+        sizes.append((h, w))
+    return sizes
+
+
+def load_converter():
+    spec = importlib.util.spec_from_file_location('resnet_to_botnet', CONVERTER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def copy_timm_weights(ours, timm_attn):
+    with torch.no_grad():
+        ours.qkv.weight.copy_(timm_attn.qkv.weight)
+        ours.rel_pos_h.copy_(timm_attn.pos_embed.height_rel)
+        ours.rel_pos_w.copy_(timm_attn.pos_embed.width_rel)
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def test_bot50_parameter_count_matches_paper():
+    with torch.device('meta'):
+        model = BoTNet(arch='50', out_indices=(3, ))
+    params = sum(p.numel() for p in model.parameters()) + 2048 * 1000 + 1000
+    assert abs(params / PAPER_BOT50_PARAMS - 1) <= 0.01, params
+
+
+@pytest.mark.parametrize('arch', list(MEASURED))
+def test_botnet_params_and_flops(arch):
+    with torch.device('meta'):  # shapes only: instant, and FlopCounterMode counts meta tensors
+        model = BoTNet(arch=arch, out_indices=(3, ), attn_impl='einsum')
+    params = sum(p.numel() for p in model.parameters()) + 2048 * 1000 + 1000
+    macs = count_flops(model, (1, 3, 224, 224)) / 2 + 2048 * 1000
+    exp_params, exp_macs = MEASURED[arch]
+    assert abs(params / exp_params - 1) < 1e-4, params
+    assert abs(macs / exp_macs - 1) < 1e-4, macs
+
+
+def test_botnet_params_relative_to_resnet():
+    """BoT50 = ResNet-50 - three 3x3 convs (512 x 512 x 9) + three qkv (512 x 1536) + the tables."""
+    from mmdet.models.backbones import ResNet
+    with torch.device('meta'):
+        bot, r50 = BoTNet(arch='50'), ResNet(depth=50)
+    tables = (27 + 27) * 128 + 2 * (13 + 13) * 128  # 14x14 map in block 0, 7x7 in blocks 1-2
+    expected = sum(p.numel() for p in r50.parameters()) - 3 * 512 * 512 * 9 + 3 * 512 * 1536 + tables
+    assert sum(p.numel() for p in bot.parameters()) == expected
+
+
+@pytest.mark.parametrize('doc', ['docstring', 'readme'])
+def test_botnet_documented_numbers_match_measured(doc):
+    text = botnet_module.__doc__ if doc == 'docstring' else (ROOT / 'configs/botnet/README.md').read_text()
+    for arch, (params, macs) in MEASURED.items():
+        row = next((line for line in text.splitlines() if re.match(rf'\s*\|?\s*`?{arch}`?\s', line)), None)
+        assert row is not None, f'no row for arch {arch} in the {doc}'
+        assert f'{params / 1e6:.2f}M' in row and f'{macs / 1e9:.2f}' in row, row
+
+
+# ---------------------------------------------------------------- structure and shapes
+
+
+@pytest.mark.parametrize('arch, img_size', [('50', 224), ('s1-50', 224), ('50', 1024)])
+def test_botnet_attention_placement_and_table_sizes(arch, img_size):
+    with torch.device('meta'):
+        model = BoTNet(arch=arch, img_size=img_size)
+    attn = [(name, m) for name, m in model.named_modules() if isinstance(m, RelPosAttention)]
+    assert [name for name, _ in attn] == ['layer4.0.conv2', 'layer4.1.conv2', 'layer4.2.conv2']
+    c4 = img_size // 16
+    c5 = c4 if arch.startswith('s1') else c4 // 2
+    assert [m.feat_size for _, m in attn] == [(c4, c4), (c5, c5), (c5, c5)]
+    assert [tuple(m.rel_pos_h.shape) for _, m in attn] == [(2 * c4 - 1, 128)] + [(2 * c5 - 1, 128)] * 2
+    assert [m.stride for _, m in attn] == [1 if arch.startswith('s1') else 2, 1, 1]
+    assert all(m.num_heads == 4 and m.qkv.bias is None for _, m in attn)
+    # every other 3x3 conv stays a conv
+    convs3 = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs3) == 3 + 4 + 6
+
+
+@pytest.mark.parametrize('arch', ['50', 's1-50'])
+@pytest.mark.parametrize('size', [(224, 224), (333, 517), (64, 96)])
+def test_botnet_output_shapes_any_size(arch, size):
+    model = eval_model(arch)
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, *size))
+    strides = BoTNet.arch_zoo[arch]['strides']
+    assert isinstance(outs, tuple) and len(outs) == 4
+    for out, channels, hw in zip(outs, (256, 512, 1024, 2048), expected_hw(*size, strides)):
+        assert out.shape == (1, channels, *hw)
+        assert torch.isfinite(out).all()
+    assert model.out_channels == [256, 512, 1024, 2048]
+    assert model.out_strides == ([4, 8, 16, 16] if arch.startswith('s1') else [4, 8, 16, 32])
+    if size == (333, 517) and arch == '50':
+        assert [tuple(o.shape[-2:]) for o in outs] == [(84, 130), (42, 65), (21, 33), (11, 17)]
+
+
+@pytest.mark.parametrize('arch', ['101', '152', '200', 's1-200'])
+def test_botnet_deep_archs_shapes(arch):
+    with torch.device('meta'):
+        model = BoTNet(arch=arch).eval()
+        outs = model(torch.empty(1, 3, 333, 517))
+    strides = BoTNet.arch_zoo[arch]['strides']
+    assert [tuple(o.shape) for o in outs] == [(1, c, *hw) for c, hw in zip(
+        (256, 512, 1024, 2048), expected_hw(333, 517, strides))]
+    depths = BoTNet.arch_zoo[arch]['depths']
+    assert [len(getattr(model, f'layer{i + 1}')) for i in range(4)] == list(depths)
+
+
+# ---------------------------------------------------------------- attention math
+
+
+@pytest.mark.parametrize('attn_impl', RelPosAttention.attn_impls)
+@pytest.mark.parametrize('feat_size, stride', [((14, 14), 2), ((7, 7), 1), ((8, 10), 1)])
+def test_rel_pos_attention_matches_timm_bottleneck_attn(attn_impl, feat_size, stride):
+    from timm.layers.bottleneck_attn import BottleneckAttn
+    timm_attn = BottleneckAttn(512, 512, feat_size=feat_size, stride=stride, num_heads=4, qkv_bias=False,
+                               scale_pos_embed=True).eval()
+    ours = RelPosAttention(512, num_heads=4, feat_size=feat_size, stride=stride, attn_impl=attn_impl).eval()
+    copy_timm_weights(ours, timm_attn)
+    x = torch.randn(2, 512, *feat_size)
+    with torch.no_grad():
+        expected, out = timm_attn(x), ours(x)
+    assert out.shape == expected.shape
+    assert (out - expected).abs().max().item() <= 1e-5
+    # not vacuous: timm's default (unscaled q in the position term) is a different function
+    timm_default = BottleneckAttn(512, 512, feat_size=feat_size, stride=stride, num_heads=4).eval()
+    timm_default.load_state_dict(timm_attn.state_dict())
+    with torch.no_grad():
+        assert (timm_default(x) - expected).abs().max().item() > 1e-3
+
+
+def test_rel_pos_attention_matches_formula_by_loops():
+    """logit[(hq, wq), (hk, wk)] = d^-0.5 (q.k + q.rel_h[hk - hq + H - 1] + q.rel_w[wk - wq + W - 1])."""
+    H, W, C, heads = 2, 3, 8, 2
+    d = C // heads
+    attn = RelPosAttention(C, num_heads=heads, feat_size=(H, W), attn_impl='sdpa').eval()
+    x = torch.randn(1, C, H, W)
+    qkv = F.conv2d(x, attn.qkv.weight)[0]  # (3C, H, W)
+    out = torch.zeros(C, H, W)
+    for n in range(heads):
+        q = qkv[n * d:(n + 1) * d]
+        k = qkv[C + n * d:C + (n + 1) * d]
+        v = qkv[2 * C + n * d:2 * C + (n + 1) * d]
+        for hq in range(H):
+            for wq in range(W):
+                qi = q[:, hq, wq]
+                logits = torch.tensor([[
+                    (qi @ k[:, hk, wk] + qi @ attn.rel_pos_h[hk - hq + H - 1] + qi @ attn.rel_pos_w[wk - wq + W - 1])
+                    * d**-0.5 for wk in range(W)] for hk in range(H)])
+                weights = logits.flatten().softmax(0).view(H, W)
+                out[n * d:(n + 1) * d, hq, wq] = (v * weights).sum((1, 2))
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x)[0], out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('size', [(7, 7), (5, 11), (1, 4)])
+def test_rel_pos_attention_implementations_agree_with_gradients(size):
+    """sdpa (folded logits), sdpa_bias and einsum give the same outputs and gradients, also at a
+    resampled, non-square size."""
+    ref = RelPosAttention(64, num_heads=4, feat_size=(7, 7), stride=2, attn_impl='einsum')
+    x = torch.randn(2, 64, *size)
+    grads = {}
+    for impl in RelPosAttention.attn_impls:
+        attn = copy.deepcopy(ref)
+        attn.attn_impl = impl
+        xi = x.clone().requires_grad_()
+        out = attn(xi)
+        random_projection_loss([out]).backward()
+        grads[impl] = [out.detach(), xi.grad] + [p.grad for p in attn.parameters()]
+    for impl in ('sdpa', 'sdpa_bias'):
+        for a, b in zip(grads[impl], grads['einsum']):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert all(g.abs().sum() > 0 for g in grads['sdpa'][2:])  # qkv and both tables get gradients
+
+
+def test_resampling_is_identity_at_trained_size_and_interpolates_otherwise():
+    table = torch.randn(27, 16)
+    assert resize_rel_pos(table, 27) is table
+    resized = resize_rel_pos(table, 2 * 21 - 1)
+    assert resized.shape == (41, 16)
+    # offsets 0 and +-(S - 1) map onto each other; the rest is linear in between
+    torch.testing.assert_close(resized[[0, 20, 40]], table[[0, 13, 26]])
+    torch.testing.assert_close(resized[10], table[6] + 0.5 * (table[7] - table[6]))
+    torch.testing.assert_close(resize_rel_pos(table, 1), table[13:14])
+    # at the trained size the resampling mode gives exactly the fixed-size result
+    free = RelPosAttention(64, feat_size=(6, 9)).eval()
+    fixed = RelPosAttention(64, feat_size=(6, 9), fixed_input_size=True).eval()
+    fixed.load_state_dict(free.state_dict())
+    x = torch.randn(1, 64, 6, 9)
+    assert torch.equal(free(x), fixed(x))
+
+
+def test_resampled_layer_equals_layer_built_for_that_size():
+    """At another size the layer behaves as one built for that size holding the interpolated tables."""
+    attn = RelPosAttention(64, feat_size=(7, 7)).eval()
+    other = RelPosAttention(64, feat_size=(5, 12)).eval()
+    with torch.no_grad():
+        other.qkv.weight.copy_(attn.qkv.weight)
+        table_h = F.interpolate(attn.rel_pos_h.t()[None], size=9, mode='linear', align_corners=True)[0].t()
+        table_w = F.interpolate(attn.rel_pos_w.t()[None], size=23, mode='linear', align_corners=True)[0].t()
+        other.rel_pos_h.copy_(table_h)
+        other.rel_pos_w.copy_(table_w)
+        x = torch.randn(2, 64, 5, 12)
+        torch.testing.assert_close(attn(x), other(x))
+
+
+def test_botnet_at_img_size_equals_fixed_canvas_mode():
+    free = eval_model('50', 128)
+    fixed = BoTNet(arch='50', img_size=128, fixed_input_size=True).eval()
+    fixed.load_state_dict(free.state_dict())
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        for a, b in zip(free(x), fixed(x)):
+            assert torch.equal(a, b)
+
+
+def test_fixed_input_size_rejects_other_sizes():
+    model = BoTNet(arch='50', img_size=(128, 160), fixed_input_size=True).eval()
+    with pytest.raises(ValueError, match=r'built for 128x160 inputs.*got 333x517.*Pad.*fixed_input_size=False'):
+        model(torch.rand(1, 3, 333, 517))
+    attn = RelPosAttention(64, feat_size=8, fixed_input_size=True)
+    with pytest.raises(ValueError, match=r'8x8 feature map.*got 8x9.*pad the input.*fixed_input_size=False'):
+        attn(torch.rand(1, 64, 8, 9))
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 128, 160))[-1].shape == (1, 2048, 4, 5)
+
+
+# ---------------------------------------------------------------- ResNet-50 weights
+
+
+@pytest.fixture(scope='module')
+def torchvision_r50(tmp_path_factory):
+    import torchvision
+    torch.manual_seed(1)
+    state = torchvision.models.resnet50().state_dict()
+    path = tmp_path_factory.mktemp('r50') / 'resnet50_torchvision.pth'
+    torch.save(state, path)
+    return path, state
+
+
+BN2 = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
+EXPECTED_NEW = [f'layer4.{j}.conv2.{name}' for j in range(3) for name in ('rel_pos_h', 'rel_pos_w', 'qkv.weight')]
+EXPECTED_NEW += [f'layer4.{j}.bn2.{name}' for j in range(3) for name in BN2]
+EXPECTED_DROPPED = {f'layer4.{j}.conv2.weight' for j in range(3)} | {f'layer4.{j}.bn2.{name}' for j in range(3)
+                                                                     for name in BN2} | {'fc.weight', 'fc.bias'}
+
+
+def test_resnet50_converter_report_and_strict_loading(torchvision_r50, tmp_path):
+    path, r50_state = torchvision_r50
+    converter = load_converter()
+    botnet = BoTNet(arch='50', img_size=1024)
+    state, report = converter.convert(torch.load(path, weights_only=True), botnet)
+    assert sorted(report['new']) == sorted(EXPECTED_NEW)
+    assert set(report['dropped']) == EXPECTED_DROPPED
+    assert len(report['loaded']) == len(r50_state) - len(EXPECTED_DROPPED)
+    assert set(report['loaded']) | set(report['new']) == set(botnet.state_dict())
+    ckpt = tmp_path / 'bot50.pth'
+    torch.save({'state_dict': state}, ckpt)
+    loaded = BoTNet(arch='50', img_size=1024, init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
+    loaded.init_weights()
+    loaded_state = loaded.state_dict()
+    for key in report['loaded']:  # every ResNet layer arrives unchanged
+        assert torch.equal(loaded_state[key], r50_state[key]), key
+    for key in EXPECTED_NEW:  # the attention layers are initialised (not zeros, not the 3x3 conv)
+        if '.conv2.' in key:
+            assert loaded_state[key].std() > 0, key
+    for j in range(3):  # the BN after the attention starts fresh
+        assert torch.equal(loaded_state[f'layer4.{j}.bn2.running_var'], torch.ones(512))
+        assert torch.equal(loaded_state[f'layer4.{j}.bn2.weight'], torch.ones(512))
+    # mmdet layout (state_dict, backbone. prefix): same mapping
+    from mmdet.models.backbones import ResNet
+    mmdet_state = {'state_dict': {f'backbone.{k}': v for k, v in ResNet(depth=50).state_dict().items()}}
+    _, report = converter.convert(mmdet_state, botnet)
+    assert sorted(report['new']) == sorted(EXPECTED_NEW)
+    assert set(report['dropped']) == EXPECTED_DROPPED - {'fc.weight', 'fc.bias'}
+    # the report names every new tensor
+    text = converter.format_report(report)
+    assert all(k in text for k in EXPECTED_NEW) and 'newly initialised' in text
+
+
+def test_resnet_converter_rejects_other_depth(tmp_path):
+    from mmdet.models.backbones import ResNet
+    converter = load_converter()
+    with torch.device('meta'):
+        r101, bot50 = ResNet(depth=101).state_dict(), BoTNet(arch='50')
+    with pytest.raises(ValueError, match=r'no place.*layer3\.6.*--arch'):
+        converter.convert(r101, bot50)
+
+
+def test_resnet_converter_cli(torchvision_r50, tmp_path):
+    path, _ = torchvision_r50
+    dst = tmp_path / 'bot50_224.pth'
+    proc = subprocess.run([sys.executable, str(CONVERTER), str(path), str(dst), '--arch', '50'], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert 'newly initialised (BoTNet default init): 24 tensors' in proc.stdout
+    assert all(k in proc.stdout for k in EXPECTED_NEW)
+    model = BoTNet(arch='50', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
+    model.init_weights()  # strict: raises on any mismatch
+
+
+def test_plain_resnet_checkpoint_error_names_the_converter(torchvision_r50):
+    path, _ = torchvision_r50
+    model = BoTNet(arch='50', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    match = r'(?s)missing keys.*resnet_to_botnet\.py SRC DST --arch ARCH --img-size 224 224'
+    with pytest.raises(ValueError, match=match):
+        model.init_weights()
+
+
+def test_checkpoint_for_other_img_size_error(tmp_path):
+    ckpt = tmp_path / 'bot_128.pth'
+    torch.save({'state_dict': tiny_botnet(img_size=128).state_dict()}, ckpt)
+    model = tiny_botnet(img_size=64, init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
+    with pytest.raises(ValueError, match='set img_size to the size it was trained at'):
+        model.init_weights()
+
+
+# ---------------------------------------------------------------- switches
+
+
+def test_botnet_every_parameter_gets_gradient():
+    model = tiny_botnet().train()
+    model.init_weights()
+    for m in model.modules():  # zero-init residual BNs would block the gradient of their convs
+        if isinstance(m, BoTBlock):
+            torch.nn.init.ones_(m.norm3.weight)
+    random_projection_loss(model(torch.rand(2, 3, 64, 96))).backward()
+    without_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not without_grad
+
+
+def test_botnet_default_init():
+    model = tiny_botnet()
+    model.init_weights()
+    assert all(torch.equal(m.norm3.weight, torch.zeros_like(m.norm3.weight))
+               for m in model.modules() if isinstance(m, BoTBlock))
+    attn = model.layer4[0].conv2
+    assert attn.rel_pos_h.std().item() == pytest.approx(128**-0.5, rel=0.2)
+    assert attn.qkv.weight.std().item() == pytest.approx(512**-0.5, rel=0.1)
+    conv = model.layer2[0].conv2  # Kaiming fan-out
+    assert conv.weight.std().item() == pytest.approx((2 / (128 * 9))**0.5, rel=0.1)
+    model = tiny_botnet(zero_init_residual=False)
+    model.init_weights()
+    assert torch.equal(model.layer4[1].norm3.weight, torch.ones(2048))
+
+
+def test_botnet_out_indices_subset_and_negative():
+    model = tiny_botnet(out_indices=(1, -1)).eval()
+    outs = model(torch.rand(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [512, 2048]
+    assert model.out_indices == [1, 3] and model.out_channels == [512, 2048] and model.out_strides == [8, 32]
+    assert model.state_dict().keys() == tiny_botnet(out_indices=3).state_dict().keys()
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2, 4])
+def test_botnet_frozen_stages(frozen_stages):
+    model = tiny_botnet(frozen_stages=frozen_stages)
+    model.train()
+    stem = [model.conv1, model.bn1]
+    assert not any(p.requires_grad for m in stem for p in m.parameters())
+    assert not model.bn1.training
+    for i in range(4):
+        layer = getattr(model, f'layer{i + 1}')
+        frozen = i < frozen_stages
+        assert all(p.requires_grad == (not frozen) for p in layer.parameters()), i
+        assert all(m.training == (not frozen) for m in layer.modules() if isinstance(m, _BatchNorm)), i
+    if frozen_stages == 4:
+        return
+    frozen = stem + [getattr(model, f'layer{i + 1}') for i in range(frozen_stages)]
+    before = [copy.deepcopy(m.state_dict()) for m in frozen]
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.)
+    random_projection_loss(model(torch.rand(2, 3, 64, 64))).backward()
+    optim.step()
+    for module, state in zip(frozen, before):
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, state[k]), k
+
+
+def test_botnet_norm_eval():
+    model = tiny_botnet(norm_eval=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    running = [bn.running_mean.clone() for bn in bns]
+    model(torch.rand(2, 3, 64, 64))
+    assert all(torch.equal(bn.running_mean, r) for bn, r in zip(bns, running))
+    assert model.training and model.layer4[0].conv2.training
+    model = tiny_botnet(norm_eval=False).train()
+    running = model.bn1.running_mean.clone()
+    model(torch.rand(2, 3, 64, 64))
+    assert not torch.equal(model.bn1.running_mean, running)
+
+
+def test_botnet_with_cp_same_output_and_grads(monkeypatch):
+    ref = tiny_botnet()
+    ref.init_weights()
+    cp_model = tiny_botnet(with_cp=True)
+    cp_model.load_state_dict(ref.state_dict())
+    calls = []
+    real = torch.utils.checkpoint.checkpoint
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get('use_reentrant'))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint', spy)
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    outs_ref, outs_cp = ref(x), cp_model(x)
+    assert calls == [False] * sum(TINY['depths'])  # one non-reentrant checkpoint per block
+    for a, b in zip(outs_ref, outs_cp):
+        torch.testing.assert_close(a, b)
+    random_projection_loss(outs_ref).backward()
+    random_projection_loss(outs_cp).backward()
+    for (name, p_ref), p_cp in zip(ref.named_parameters(), cp_model.parameters()):
+        torch.testing.assert_close(p_ref.grad, p_cp.grad, msg=name)
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(arch='34'), KeyError, "unknown arch '34'"),
+    (dict(arch=dict(depths=(3, 4, 6, 3))), KeyError, r"missing \['strides'\]"),
+    (dict(arch=dict(depths=(3, 4, 6, 3), strides=(1, 2, 2, 3))), ValueError, 'strides must be 1 or 2'),
+    (dict(arch=dict(depths=(3, 4, 6, 0), strides=(1, 2, 2, 2))), ValueError, 'positive ints'),
+    (dict(arch=dict(depths=(3, 4, 6, 2), strides=(1, 2, 2, 2))), ValueError, r'num_attn_blocks.*\[0, 2\]'),
+    (dict(num_heads=3), ValueError, 'divisible by num_heads'),
+    (dict(attn_impl='flash'), ValueError, "unknown attn_impl 'flash'"),
+    (dict(img_size=16), ValueError, 'img_size'),
+    (dict(img_size=(224, 224, 3)), ValueError, 'img_size'),
+    (dict(out_indices=(4, )), ValueError, 'out of range'),
+    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
+    (dict(depth=50), TypeError, 'depth'),
+])
+def test_botnet_invalid_arguments(kwargs, error, match):
+    with torch.device('meta'), pytest.raises(error, match=match):
+        BoTNet(**kwargs)
+
+
+def test_botnet_invalid_inputs():
+    model = tiny_botnet().eval()
+    with pytest.raises(ValueError, match='3-channel'):
+        model(torch.rand(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
+        model(torch.rand(3, 64, 64))
+
+
+@pytest.mark.parametrize('cls', [BoTNet, BoTBlock, RelPosAttention])
+def test_every_init_argument_is_documented(cls):
+    doc = inspect.getdoc(cls)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
+    missing = [p for p in params if not re.search(rf'^\s+{p} \(', doc, re.M)]
+    assert not missing, f'{cls.__name__} docstring lacks {missing}'
+
+
+@pytest.mark.parametrize('cls', [RelPosAttention, BoTNet])
+def test_docstring_examples(cls):
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(cls, globs={}):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_botnet_builds_from_mmdet_mmseg_mmpretrain_registries():
+    from mmdet.registry import MODELS as DET
+    from mmpretrain.registry import MODELS as CLS
+    from mmseg.registry import MODELS as SEG
+    for registry in (DET, SEG, CLS):
+        model = registry.build(dict(type='BoTNet', arch=TINY, num_attn_blocks=1, out_indices=(3, )))
+        assert isinstance(model, BoTNet) and model.out_channels == [2048]
