@@ -41,6 +41,8 @@ def get_extensions():
         name='mmvit_hybrid._ext',
         sources=sources,
         include_dirs=[os.path.abspath('mmvit_hybrid/ops/csrc/common')],
+        # headers: a change recompiles the sources that include them
+        depends=sorted(glob.glob('mmvit_hybrid/ops/csrc/**/*.h', recursive=True)),
         define_macros=define_macros,
         extra_compile_args=extra_compile_args,
         extra_link_args=['-fopenmp'])

@@ -71,10 +71,15 @@ log "installing mmengine/mmdet/mmseg/mmpretrain and test tools (constrained)"
 "${PIP[@]}" install -q -c "$CONSTRAINTS" -r requirements/runtime.txt -r requirements/tests.txt
 
 # 5. this package, editable. MMVIT_HYBRID_WITH_OPS=0 skips compiling the custom ops.
-if ! "$VPY" -c "import mmvit_hybrid" 2>/dev/null || [ setup.py -nt "$VENV/.mmvit_hybrid_installed" ]; then
-  log "installing mmvit_hybrid (editable)"
+# The marker stores a hash of setup.py, the custom-op sources (mmvit_hybrid/ops/csrc, names and
+# contents) and the ops switch; any change reinstalls, which recompiles mmvit_hybrid._ext.
+MARKER=$VENV/.mmvit_hybrid_installed
+BUILD_HASH=$( { echo "ops=${MMVIT_HYBRID_WITH_OPS:-1} cuda=${FORCE_CUDA:-0}"; sha256sum setup.py;
+  find mmvit_hybrid/ops/csrc -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0r sha256sum; } | sha256sum | cut -d' ' -f1)
+if ! "$VPY" -c "import mmvit_hybrid" 2>/dev/null || [ "$(cat "$MARKER" 2>/dev/null)" != "$BUILD_HASH" ]; then
+  log "installing mmvit_hybrid (editable; compiles the custom ops unless MMVIT_HYBRID_WITH_OPS=0)"
   "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
-  touch "$VENV/.mmvit_hybrid_installed"
+  echo "$BUILD_HASH" > "$MARKER"
 fi
 
 # 6. verify, loudly.
@@ -87,10 +92,19 @@ for name in ['torch', 'torchvision', 'mmcv.ops', 'mmengine', 'mmdet.models', 'mm
         importlib.import_module(name)
     except Exception as e:  # noqa: BLE001
         failed.append(f'{name}: {type(e).__name__}: {e}')
+import os
+if os.environ.get('MMVIT_HYBRID_WITH_OPS', '1') != '0':
+    try:
+        importlib.import_module('mmvit_hybrid._ext')
+    except Exception as e:  # noqa: BLE001
+        failed.append(f'mmvit_hybrid._ext (the compiled custom ops; MMVIT_HYBRID_WITH_OPS=0 skips them): '
+                      f'{type(e).__name__}: {e}')
 if failed:
     print('[install] FAILED imports:\n  ' + '\n  '.join(failed), file=sys.stderr)
     sys.exit(1)
 import torch, mmcv, mmdet, mmseg, mmpretrain, mmengine
+from mmvit_hybrid.ops import ext_available
 print(f'[install] OK: torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, '
-      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}')
+      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, '
+      f'mmvit_hybrid ops {"compiled" if ext_available() else "reference fallback"}')
 PYEOF

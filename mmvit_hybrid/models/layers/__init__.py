@@ -1,5 +1,12 @@
+from .class_attention import ClassAttention, ClassAttentionBlock
 from .dma import DMA
 from .dual_stream import DualStreamBlock
+from .mhsa_block import GlobalSelfAttention, MHSABlock
+from .outlooker import OutlookAttention, Outlooker
+from .prenorm_block import PreNormBlock
 from .rel_pos_attention import RelPosAttention
 
-__all__ = ['DMA', 'DualStreamBlock', 'RelPosAttention']
+__all__ = [
+    'ClassAttention', 'ClassAttentionBlock', 'DMA', 'DualStreamBlock', 'GlobalSelfAttention', 'MHSABlock',
+    'OutlookAttention', 'Outlooker', 'PreNormBlock', 'RelPosAttention'
+]

@@ -1,0 +1,3 @@
+from .volo_head import VOLOHead
+
+__all__ = ['VOLOHead']

@@ -1,0 +1,228 @@
+"""Outlook attention (VOLO, Yuan et al., arXiv 2106.13112), the part between the value projection
+and the output projection: ``fold(attn @ unfold(value))``.
+
+For a value map ``v`` of shape (B, C, H, W) split into ``h`` heads of ``d = C / h`` channels, and
+attention weights ``a`` of shape (B, h, Ho, Wo, K*K, K*K) (one K*K x K*K matrix per head and
+window; rows index the window position written to, columns the position read from), window
+``(u, w)`` covers the pixels ``(u * s - p + ky, w * s - p + kx)`` for ``0 <= ky, kx < K``, and::
+
+    out[b, c, y, x] = sum over windows (u, w) and positions i = (iy, ix) with
+                      (u * s - p + iy, w * s - p + ix) == (y, x) of
+                      sum_j a[b, c // d, u, w, i, j] * v[b, c, u * s - p + jy, w * s - p + jx]
+
+with zeros read outside the map. Because windows overlap, every output pixel gathers a
+(2K - 1) x (2K - 1) neighbourhood (``sail-sg/volo#7``).
+
+:func:`outlook_attention` runs the compiled kernels of ``mmvit_hybrid._ext`` (CPU, and CUDA when
+built with it; ``mmvit_hybrid/ops/csrc``). They compute each output pixel from its neighbourhood
+directly, never materialising the unfolded value tensor (2.25x the value map for K=3, s=2), and
+save only ``value`` and ``attn`` for backward. :func:`outlook_attention_reference` is the
+unfold/fold formulation of timm's ``OutlookAttention``; it is used, with one warning, when the
+extension is not built.
+"""
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+try:
+    from mmvit_hybrid import _ext  # noqa: F401  (registers torch.ops.mmvit_hybrid.*)
+    _EXT_ERROR = None
+except (ImportError, OSError) as e:  # not built, or built against another torch
+    _ext = None
+    _EXT_ERROR = f'{type(e).__name__}: {e}'
+
+_EXT_AVAILABLE = _ext is not None
+_BUILD_HINT = ('build it with `python setup.py build_ext --inplace` (or `pip install -e .`) in the '
+               'repository root, with MMVIT_HYBRID_WITH_OPS unset')
+_warned = set()
+
+
+def ext_available() -> bool:
+    """Whether the compiled kernels of ``mmvit_hybrid._ext`` are loaded."""
+    return _EXT_AVAILABLE
+
+
+def _warn_once(key, message):
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _check_inputs(value, attn, kernel_size, padding, stride):
+    """Raise a clear error for inputs the op does not accept; return the window grid (Ho, Wo)."""
+    if not isinstance(value, torch.Tensor) or not isinstance(attn, torch.Tensor):
+        raise TypeError('outlook_attention: value and attn must be tensors, got '
+                        f'{type(value).__name__} and {type(attn).__name__}')
+    for name, arg in (('kernel_size', kernel_size), ('padding', padding), ('stride', stride)):
+        if isinstance(arg, bool) or not isinstance(arg, int):
+            raise TypeError(f'outlook_attention: {name} must be an int, got {arg!r}')
+    if kernel_size < 1 or stride < 1 or not 0 <= padding < kernel_size:
+        raise ValueError('outlook_attention: need kernel_size >= 1, stride >= 1 and '
+                         f'0 <= padding < kernel_size; got kernel_size={kernel_size}, '
+                         f'padding={padding}, stride={stride}')
+    if value.dim() != 4:
+        raise ValueError('outlook_attention: value must be (B, C, H, W), got shape '
+                         f'{tuple(value.shape)}')
+    if attn.dim() != 6:
+        raise ValueError('outlook_attention: attn must be (B, num_heads, Ho, Wo, K*K, K*K), got '
+                         f'shape {tuple(attn.shape)}')
+    if not value.is_floating_point() or not attn.is_floating_point():
+        raise TypeError('outlook_attention: value and attn must be floating point, got '
+                        f'{value.dtype} and {attn.dtype}')
+    if value.dtype != attn.dtype:
+        raise TypeError(f'outlook_attention: value ({value.dtype}) and attn ({attn.dtype}) must '
+                        'have the same dtype; cast one of them')
+    if value.device != attn.device:
+        raise ValueError(f'outlook_attention: value is on {value.device} but attn on '
+                         f'{attn.device}; move both to the same device')
+    B, C, H, W = value.shape
+    heads = attn.shape[1]
+    kk = kernel_size * kernel_size
+    # the window grid of unfold(kernel_size, padding, stride), ceil(H / stride) for VOLO's K=3, p=1
+    Ho = (H + 2 * padding - kernel_size) // stride + 1
+    Wo = (W + 2 * padding - kernel_size) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f'outlook_attention: a {H}x{W} map with padding {padding} is smaller '
+                         f'than the {kernel_size}x{kernel_size} window')
+    if attn.shape[0] != B:
+        raise ValueError(f'outlook_attention: batch sizes differ: value {B}, attn {attn.shape[0]}')
+    if heads < 1 or C % heads != 0:
+        raise ValueError(f'outlook_attention: value has C={C} channels, which attn\'s '
+                         f'num_heads={heads} (dim 1) does not divide')
+    if tuple(attn.shape[2:]) != (Ho, Wo, kk, kk):
+        raise ValueError(
+            f'outlook_attention: attn has shape {tuple(attn.shape)}, expected '
+            f'({B}, {heads}, {Ho}, {Wo}, {kk}, {kk}) for a {H}x{W} value map with '
+            f'kernel_size={kernel_size}, padding={padding}, stride={stride} (Ho, Wo are the '
+            f'unfold window counts; ceil(H / stride) = {math.ceil(H / stride)} for VOLO\'s '
+            'kernel_size=3, padding=1)')
+    return Ho, Wo
+
+
+def outlook_attention_reference(value, attn, kernel_size, padding, stride):
+    """Outlook attention by unfold, matmul and fold (timm's ``OutlookAttention`` before ``proj``).
+
+    Args:
+        value (Tensor): (B, C, H, W) projected values.
+        attn (Tensor): (B, num_heads, Ho, Wo, K*K, K*K) attention weights (already softmaxed).
+        kernel_size (int): Window size K.
+        padding (int): Zero padding of the windows.
+        stride (int): Window stride.
+
+    Returns:
+        Tensor: (B, C, H, W).
+    """
+    Ho, Wo = _check_inputs(value, attn, kernel_size, padding, stride)
+    B, C, H, W = value.shape
+    heads = attn.shape[1]
+    kk = kernel_size * kernel_size
+    v = F.unfold(value, kernel_size, padding=padding, stride=stride)  # (B, C*K*K, Ho*Wo)
+    v = v.reshape(B, heads, C // heads, kk, Ho * Wo)  # (B, h, d, K*K, N)
+    v = v.permute(0, 1, 4, 3, 2)  # (B, h, N, K*K, d)
+    a = attn.reshape(B, heads, Ho * Wo, kk, kk)  # (B, h, N, K*K, K*K)
+    out = a @ v  # (B, h, N, K*K, d)
+    out = out.permute(0, 1, 4, 3, 2)  # (B, h, d, K*K, N)
+    out = out.reshape(B, C * kk, Ho * Wo)  # (B, C*K*K, N)
+    return F.fold(out, (H, W), kernel_size, padding=padding, stride=stride)  # (B, C, H, W)
+
+
+def outlook_attention(value, attn, kernel_size, padding, stride):
+    """Fused outlook attention, ``fold(attn @ unfold(value))`` without the unfolded tensors.
+
+    Runs ``torch.ops.mmvit_hybrid.outlook_attention_forward`` (differentiable; CPU in float32 and
+    float64 plus half/bfloat16, CUDA in float32, float64, half and bfloat16 with float
+    accumulation). Without the compiled extension (or without its CUDA kernels for a CUDA input)
+    it warns once and returns :func:`outlook_attention_reference`.
+
+    Args:
+        value (Tensor): (B, C, H, W) projected values, ``v = Linear(x)`` channels-first.
+        attn (Tensor): (B, num_heads, Ho, Wo, K*K, K*K) softmaxed attention weights; num_heads
+            divides C; Ho, Wo are the unfold window counts (``ceil(H / stride)``,
+            ``ceil(W / stride)`` for kernel_size=3, padding=1).
+        kernel_size (int): Window size K.
+        padding (int): Zero padding of the windows (``0 <= padding < kernel_size``).
+        stride (int): Window stride.
+
+    Returns:
+        Tensor: (B, C, H, W); from the compiled kernels it is channels-last in memory, so
+        ``out.permute(0, 2, 3, 1)`` (what VOLO's ``proj`` reads) is contiguous.
+    """
+    _check_inputs(value, attn, kernel_size, padding, stride)
+    if not _EXT_AVAILABLE:
+        _warn_once('missing', 'mmvit_hybrid.ops.outlook_attention: the compiled extension '
+                   f'mmvit_hybrid._ext is not available ({_EXT_ERROR}); using the slower '
+                   'unfold/fold reference, which materialises the unfolded values. To use the '
+                   f'fused kernels, {_BUILD_HINT}.')
+        return outlook_attention_reference(value, attn, kernel_size, padding, stride)
+    device_type = value.device.type
+    if device_type == 'cuda' and not _ext.with_cuda():
+        _warn_once('cuda', 'mmvit_hybrid.ops.outlook_attention: mmvit_hybrid._ext was built '
+                   'without CUDA kernels; CUDA inputs use the unfold/fold reference. Rebuild '
+                   'on a machine with nvcc (FORCE_CUDA=1 python setup.py build_ext --inplace).')
+        return outlook_attention_reference(value, attn, kernel_size, padding, stride)
+    if device_type not in ('cpu', 'cuda', 'meta'):
+        _warn_once(device_type, 'mmvit_hybrid.ops.outlook_attention: no fused kernel for '
+                   f'{device_type} tensors; using the unfold/fold reference.')
+        return outlook_attention_reference(value, attn, kernel_size, padding, stride)
+    return torch.ops.mmvit_hybrid.outlook_attention_forward(value, attn, kernel_size, padding,
+                                                            stride)
+
+
+if _EXT_AVAILABLE:
+    _fwd_op = 'mmvit_hybrid::outlook_attention_forward'
+    _bwd_op = 'mmvit_hybrid::outlook_attention_backward'
+
+    def _check_fake_devices(*tensors):
+        # the dispatcher sends a mix of meta and real tensors here rather than to the kernels
+        if len({t.device for t in tensors}) > 1:
+            raise ValueError('outlook_attention: inputs are on different devices '
+                             f'({", ".join(str(t.device) for t in tensors)}); move them to the '
+                             'same device')
+
+    @torch.library.register_fake(_fwd_op)
+    def _forward_fake(value, attn, kernel_size, padding, stride):
+        _check_fake_devices(value, attn)
+        # the kernels write (B, C, H, W) outputs channels-last, the layout VOLO's proj reads
+        return torch.empty(value.shape, dtype=value.dtype, device=value.device,
+                           memory_format=torch.channels_last)
+
+    @torch.library.register_fake(_bwd_op)
+    def _backward_fake(grad_output, value, attn, kernel_size, padding, stride):
+        _check_fake_devices(grad_output, value, attn)
+        return (torch.empty(value.shape, dtype=value.dtype, device=value.device,
+                            memory_format=torch.channels_last),
+                torch.empty(attn.shape, dtype=attn.dtype, device=attn.device))
+
+    def _forward_setup_context(ctx, inputs, output):
+        value, attn, kernel_size, padding, stride = inputs
+        ctx.save_for_backward(value, attn)
+        ctx.cfg = (kernel_size, padding, stride)
+
+    def _forward_backward(ctx, grad_output):
+        value, attn = ctx.saved_tensors
+        grad_value, grad_attn = torch.ops.mmvit_hybrid.outlook_attention_backward(
+            grad_output, value, attn, *ctx.cfg)
+        return grad_value, grad_attn, None, None, None
+
+    def _backward_setup_context(ctx, inputs, output):
+        grad_output, value, attn, kernel_size, padding, stride = inputs
+        ctx.save_for_backward(grad_output, value, attn)
+        ctx.cfg = (kernel_size, padding, stride)
+
+    def _backward_backward(ctx, gg_value, gg_attn):
+        # The op is bilinear: out = F(v, a), grad_value = G(go, a), grad_attn = C(go, v), with
+        # <G(go, a), x> = <go, F(x, a)> and <C(go, v), y> = <go, F(v, y)>.
+        grad_output, value, attn = ctx.saved_tensors
+        ops = torch.ops.mmvit_hybrid
+        d_go = (ops.outlook_attention_forward(gg_value, attn, *ctx.cfg) +
+                ops.outlook_attention_forward(value, gg_attn, *ctx.cfg))
+        d_value = ops.outlook_attention_backward(grad_output, value, gg_attn, *ctx.cfg)[0]
+        d_attn = ops.outlook_attention_backward(grad_output, gg_value, attn, *ctx.cfg)[1]
+        return d_go, d_value, d_attn, None, None, None
+
+    torch.library.register_autograd(_fwd_op, _forward_backward,
+                                    setup_context=_forward_setup_context)
+    torch.library.register_autograd(_bwd_op, _backward_backward,
+                                    setup_context=_backward_setup_context)

@@ -1,0 +1,448 @@
+import copy
+import doctest
+import importlib.util
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import timm  # a test dependency (requirements/tests.txt)
+import torch
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmvit_hybrid.models import VOLO, VOLOHead
+from mmvit_hybrid.models.backbones import volo as volo_module
+from mmvit_hybrid.models.layers import ClassAttentionBlock, MHSABlock, OutlookAttention, Outlooker
+from mmvit_hybrid.ops import outlook_attention, outlook_attention_reference
+from timm.layers import resample_abs_pos_embed_nhwc
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHS = ['d1', 'd2', 'd3', 'd4', 'd5']
+# the issue's targets (the VOLO README's 27M/59M/86M/193M/296M, timm's csv 26.63M ... 295.46M)
+PAPER_PARAMS = {'d1': 26.6e6, 'd2': 58.7e6, 'd3': 86.3e6, 'd4': 193e6, 'd5': 296e6}
+TINY = dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 32, 32), num_heads=(2, 4, 4, 4), mlp_ratio=2,
+            stem_channels=8)
+
+
+def _load_converter():
+    spec = importlib.util.spec_from_file_location('volo_to_mmvit', ROOT / 'tools/model_converters/volo_to_mmvit.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+converter = _load_converter()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    """These small CPU workloads run fastest on one thread, and do not stall (OpenMP spin-waits)
+    when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_timm_volo(arch, img_size, seed=0):
+    """timm's VOLO with random weights, built on the meta device and filled with seeded values
+    (much faster than timm's truncated-normal init for the 300M-parameter D5)."""
+    with torch.device('meta'):
+        model = timm.create_model(f'volo_{arch}_224', img_size=img_size)
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, t in model.state_dict().items():
+        if name.endswith('num_batches_tracked'):
+            value = torch.zeros((), dtype=torch.long)
+        elif name.endswith('running_var'):
+            value = torch.rand(t.shape, generator=gen) + 0.5
+        elif t.dim() == 1 and name.endswith('weight'):  # norm scales
+            value = 1 + 0.1 * torch.randn(t.shape, generator=gen)
+        else:
+            value = 0.05 * torch.randn(t.shape, generator=gen)
+        state[name] = value
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+def ours_from_timm(timm_state, arch, img_size):
+    """This package's VOLO + VOLOHead, loaded strictly from the converted timm state dict."""
+    converted = converter.convert_volo(timm_state)
+    with torch.device('meta'):
+        backbone = VOLO(arch, img_size=img_size, out_type='cls_and_tokens')
+        head = VOLOHead(1000, backbone.embed_dims[-1])
+    backbone.load_state_dict({k[len('backbone.'):]: v for k, v in converted.items() if k.startswith('backbone.')},
+                             strict=True, assign=True)
+    head.load_state_dict({k[len('head.'):]: v for k, v in converted.items() if k.startswith('head.')},
+                         strict=True, assign=True)
+    return backbone.eval(), head.eval()
+
+
+def assert_parity(ref, backbone, head, x):
+    with torch.no_grad():
+        expected = ref(x)
+        actual = head(backbone(x))
+    assert expected.shape == actual.shape == (x.shape[0], 1000)
+    assert expected.std() > 0.1  # non-trivial logits, so the comparison can fail
+    diff = (expected - actual).abs().max().item()
+    assert diff <= 1e-4, diff
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_volo_logits_match_timm(arch):
+    """timm built at 64x64 (a 4x4 position embedding); ours converted from it, same input."""
+    ref = random_timm_volo(arch, img_size=64)
+    backbone, head = ours_from_timm(ref.state_dict(), arch, img_size=64)
+    assert_parity(ref, backbone, head, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize('arch, size', [('d1', 160), ('d1', 288), ('d2', 160)])
+def test_volo_logits_match_timm_with_resized_pos_embed(arch, size):
+    """Ours holds timm's 224 weights (14x14 position embedding) and runs at ``size``, interpolating
+    it. timm's VOLO cannot run at another size than it was built for (it adds a fixed-size
+    position embedding), so the reference is timm built at ``size`` with the 14x14 embedding
+    resized by timm's own ``resample_abs_pos_embed_nhwc`` (bicubic, no antialiasing)."""
+    ref224 = random_timm_volo(arch, img_size=224)
+    backbone, head = ours_from_timm(ref224.state_dict(), arch, img_size=224)
+    assert tuple(backbone.pos_embed.shape[1:3]) == (14, 14)
+    state = dict(ref224.state_dict())
+    state['pos_embed'] = resample_abs_pos_embed_nhwc(state['pos_embed'], [size // 16, size // 16], antialias=False)
+    with torch.device('meta'):
+        ref = timm.create_model(f'volo_{arch}_224', img_size=size)
+    ref.load_state_dict(state, strict=True, assign=True)
+    assert_parity(ref.eval(), backbone, head, torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(2)))
+
+
+def test_volo_logits_match_timm_at_odd_token_grid():
+    """An 88x88 input gives an 11x11 outlooker map (the outlook windows round up) and a 5x5 grid."""
+    ref = random_timm_volo('d1', img_size=80)
+    backbone, head = ours_from_timm(ref.state_dict(), 'd1', img_size=80)
+    assert_parity(ref, backbone, head, torch.randn(2, 3, 88, 88, generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_volo_param_counts(arch):
+    with torch.device('meta'):
+        backbone = VOLO(arch, out_type='cls_and_tokens')
+        head = VOLOHead(1000, backbone.embed_dims[-1])
+        ref = timm.create_model(f'volo_{arch}_224')
+    params = sum(p.numel() for p in backbone.parameters()) + sum(p.numel() for p in head.parameters())
+    assert params == sum(p.numel() for p in ref.parameters())
+    assert abs(params / PAPER_PARAMS[arch] - 1) < 0.01, params
+    # the module docstring's table states the measured count
+    row = next(line for line in volo_module.__doc__.splitlines() if re.match(rf'\s*{arch}\s', line))
+    assert f'{params / 1e6:.2f}M' in row, row
+
+
+def test_converter_rejects_foreign_keys_and_unwraps():
+    ref = timm.create_model('volo_d1_224', img_size=64, num_classes=10)
+    state = ref.state_dict()
+    wrapped = {'state_dict': {f'module.{k}': v for k, v in state.items()}}
+    assert converter.convert_volo(wrapped).keys() == converter.convert_volo(state).keys()
+    assert converter.convert_key('network.3.1.mlp.fc2.bias') == 'backbone.stages.2.1.ffn.layers.1.bias'
+    assert converter.convert_key('patch_embed.conv.4.running_var') == 'backbone.patch_embed.stem.1.bn.running_var'
+    with pytest.raises(KeyError, match='not VOLO parameters'):
+        converter.convert_volo(dict(state, **{'fc.weight': torch.zeros(1)}))
+
+
+def test_classification_checkpoint_loads_into_dense_backbone(tmp_path):
+    """A converted classifier checkpoint (64x64 position embedding) loads into a dense VOLO built
+    for 96x96: the classification part is dropped, the embedding interpolated, the shared weights
+    equal, and the dense-only layers keep their init. A wrong arch raises."""
+    ref = random_timm_volo('d1', img_size=64)
+    ckpt = tmp_path / 'volo_d1.pth'
+    torch.save({'state_dict': converter.convert_volo(ref.state_dict())}, ckpt)
+    init_cfg = dict(type='Pretrained', checkpoint=str(ckpt), prefix='backbone.')
+    dense = VOLO('d1', img_size=96, out_strides=(4, 8, 16, 32), init_cfg=init_cfg)
+    dense.init_weights()
+    cls_backbone, _ = ours_from_timm(ref.state_dict(), 'd1', img_size=64)
+    shared = cls_backbone.state_dict()
+    for key, value in dense.state_dict().items():
+        if key == 'pos_embed':
+            resized = F.interpolate(shared[key].permute(0, 3, 1, 2), size=(6, 6), mode='bicubic', align_corners=False)
+            torch.testing.assert_close(value, resized.permute(0, 2, 3, 1))
+        elif key.startswith(VOLO.featmap_only_prefixes):
+            assert key not in shared
+        else:
+            assert torch.equal(value, shared[key]), key
+    with pytest.raises(ValueError, match='other shapes|does not match'):
+        VOLO('d2', init_cfg=init_cfg).init_weights()
+
+
+def expected_hw(h, w, stage, stride):
+    """Grid of ``stage`` (stem: 7x7 s2 rounds up, 4x4 s4 down; 2x2 downsample down) resampled to
+    ``stride`` (transposed convs exact, max-pool rounding up)."""
+    h, w = -(-h // 2) // 4, -(-w // 2) // 4
+    native = 8
+    if stage > 0:
+        h, w, native = h // 2, w // 2, 16
+    if stride <= native:
+        return h * native // stride, w * native // stride
+    return -(-h * native // stride), -(-w * native // stride)
+
+
+@pytest.mark.parametrize('size', [(64, 64), (67, 93), (333, 517), (16, 16)])
+def test_volo_dense_pyramid_shapes(size):
+    model = VOLO(arch=TINY, out_strides=(4, 8, 16, 32)).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, *size))
+    assert model.out_channels == [16, 32, 32, 32] and model.out_strides == [4, 8, 16, 32]
+    for stage, (out, channels, stride) in enumerate(zip(outs, model.out_channels, model.out_strides)):
+        assert out.shape == (1, channels, *expected_hw(*size, stage, stride)), (stride, out.shape)
+        assert torch.isfinite(out).all()
+    if size == (333, 517):
+        assert [tuple(o.shape[-2:]) for o in outs] == [(82, 128), (40, 64), (20, 32), (10, 16)]
+
+
+def test_volo_dense_native_strides_and_subset():
+    x = torch.rand(1, 3, 96, 128)
+    model = VOLO(arch=TINY).eval()
+    assert model.out_strides == [8, 16, 16, 16] and not model.resamplers
+    assert [tuple(o.shape) for o in model(x)] == [(1, 16, 12, 16)] + [(1, 32, 6, 8)] * 3
+    sub = VOLO(arch=TINY, out_indices=(0, -1), out_strides=(2, 64)).eval()
+    assert [tuple(o.shape) for o in sub(x)] == [(1, 16, 48, 64), (1, 32, 2, 2)]
+    assert sorted(sub.out_norms) == ['0', '3'] and sorted(sub.resamplers) == ['0', '3']
+    assert len(sub.resamplers['0']) == 2  # 4x up: two transposed convs, the first with norm + GELU
+    # stage outputs are the LayerNorm-ed stage features: stage 0 equals a manual run of the stem + outlookers
+    with torch.no_grad():
+        tokens = model.stages[0](model.patch_embed(x).permute(0, 2, 3, 1))
+        torch.testing.assert_close(model(x)[0], model.out_norms['0'](tokens).permute(0, 3, 1, 2))
+
+
+def test_volo_only_runs_needed_stages():
+    model = VOLO(arch=TINY, out_indices=(0, )).eval()
+    calls = []
+    for i, stage in enumerate(model.stages):
+        stage.register_forward_hook(lambda m, a, o, i=i: calls.append(i))
+    model(torch.rand(1, 3, 64, 64))
+    assert calls == [0]
+
+
+@pytest.mark.parametrize('out_type', ['featmap', 'cls_and_tokens'])
+def test_volo_every_parameter_gets_gradient(out_type):
+    if out_type == 'featmap':
+        model = VOLO(arch=TINY, out_strides=(4, 8, 16, 32), drop_path_rate=0.1).train()
+        outs = model(torch.rand(2, 3, 64, 64))
+        params = list(model.named_parameters())
+    else:
+        model = VOLO(arch=TINY, out_type='cls_and_tokens')
+        model.init_weights()  # a zero class token would give the first query projection no gradient
+        model.train()
+        head = VOLOHead(10, 32)
+        outs = (head(model(torch.rand(2, 3, 64, 64))), )
+        params = list(model.named_parameters()) + list(head.named_parameters())
+    gen = torch.Generator().manual_seed(5)
+    sum((o * torch.randn(o.shape, generator=gen)).sum() for o in outs).backward()
+    without_grad = [n for n, p in params if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not without_grad, without_grad
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2, 4])
+def test_volo_frozen_stages(frozen_stages):
+    model = VOLO(arch=TINY, frozen_stages=frozen_stages, out_strides=(4, 8, 16, 32)).train()
+    frozen = [model.patch_embed] + list(model.stages[:frozen_stages])
+    if frozen_stages >= 2:
+        frozen.append(model.downsample)
+    frozen_params = {id(p) for m in frozen for p in m.parameters()}
+    frozen_params |= {id(p) for i in range(min(frozen_stages, 4)) for p in model.out_norms[str(i)].parameters()}
+    if frozen_stages >= 2:
+        frozen_params.add(id(model.pos_embed))
+    for name, p in model.named_parameters():
+        assert p.requires_grad == (id(p) not in frozen_params), name
+    assert all(not sub.training for module in frozen for sub in module.modules())
+    assert all(m.training for m in model.resamplers.modules())
+    if frozen_stages == 4:
+        return
+    before = copy.deepcopy(model.state_dict())
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.)
+    sum(o.square().mean() for o in model(torch.rand(2, 3, 64, 64))).backward()
+    optim.step()
+    after = model.state_dict()
+    stem_keys = [k for k in before if k.startswith('patch_embed.')]
+    assert stem_keys and all(torch.equal(before[k], after[k]) for k in stem_keys)  # incl. BN statistics
+    trainable = f'stages.{frozen_stages}.0.ffn.layers.1.weight'
+    assert not torch.equal(before[trainable], after[trainable])
+
+
+def test_volo_norm_eval():
+    model = VOLO(arch=TINY, norm_eval=True, out_strides=(2, 8, 16, 32)).train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert len(bns) == 4 and all(not bn.training for bn in bns)  # three stem BNs, one in the 4x upsampler
+    running = [bn.running_mean.clone() for bn in bns]
+    model(torch.rand(2, 3, 64, 64))
+    assert all(torch.equal(bn.running_mean, r) for bn, r in zip(bns, running))
+    assert model.stages[1].training
+
+
+def test_volo_with_cp_same_output_and_grads(monkeypatch):
+    ref = VOLO(arch=TINY, out_strides=(4, 8, 16, 32))
+    cp_model = VOLO(arch=TINY, out_strides=(4, 8, 16, 32), with_cp=True)
+    cp_model.load_state_dict(ref.state_dict())
+    calls = []
+    real = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint', lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.rand(2, 3, 64, 64)
+    outs_ref, outs_cp = ref(x), cp_model(x)
+    assert len(calls) == sum(TINY['depths'])
+    for a, b in zip(outs_ref, outs_cp):
+        torch.testing.assert_close(a, b)
+    sum(o.square().mean() for o in outs_ref).backward()
+    sum(o.square().mean() for o in outs_cp).backward()
+    for (name, p_ref), p_cp in zip(ref.named_parameters(), cp_model.parameters()):
+        torch.testing.assert_close(p_ref.grad, p_cp.grad, msg=name)
+
+
+def test_volo_drop_path_schedule():
+    model = VOLO(arch=dict(TINY, depths=(2, 1, 2, 1)), drop_path_rate=0.5, out_type='cls_and_tokens')
+    rates = [getattr(b.drop_path, 'drop_prob', 0.) for b in model.modules()
+             if isinstance(b, (Outlooker, MHSABlock, ClassAttentionBlock))]
+    # outlookers and class blocks 0, transformers linear in the global block index over sum(depths) - 1
+    assert rates == pytest.approx([0., 0., 0.2, 0.3, 0.4, 0.5, 0., 0.])
+
+
+def test_outlook_attention_layer_matches_formula():
+    """proj(fold(softmax(scale * Linear(pool(x))) @ unfold(v(x)))), written out with unfold/fold."""
+    layer = OutlookAttention(16, 2).eval()
+    x = torch.randn(2, 7, 9, 16)
+    B, H, W, C = x.shape
+    v = F.unfold((x @ layer.v.weight.T).permute(0, 3, 1, 2), 3, padding=1, stride=2)  # (B, C*9, N)
+    v = v.reshape(B, 2, 8, 9, -1).permute(0, 1, 4, 3, 2)  # (B, heads, N, 9, d)
+    pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), 2, 2, ceil_mode=True).permute(0, 2, 3, 1)  # (B, 4, 5, C)
+    a = (pooled @ layer.attn.weight.T + layer.attn.bias).reshape(B, 20, 2, 9, 9).permute(0, 2, 1, 3, 4)
+    a = (a * 8**-0.5).softmax(-1)
+    out = (a @ v).permute(0, 1, 4, 3, 2).reshape(B, C * 9, 20)
+    out = F.fold(out, (H, W), 3, padding=1, stride=2).permute(0, 2, 3, 1)
+    expected = out @ layer.proj.weight.T + layer.proj.bias
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    # the op called by the layer agrees with the package's reference formulation
+    value, attn = torch.randn(1, 16, 7, 9), torch.rand(1, 2, 4, 5, 9, 9)
+    torch.testing.assert_close(outlook_attention(value, attn, 3, 1, 2),
+                               outlook_attention_reference(value, attn, 3, 1, 2), rtol=1e-5, atol=1e-5)
+
+
+def make_samples(num, num_classes, token_labels=None):
+    from mmpretrain.structures import DataSample
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(num)]
+    if token_labels is not None:
+        for sample, label in zip(samples, token_labels):
+            sample.set_field(label, 'gt_token_label', dtype=torch.Tensor)
+    return samples
+
+
+def test_volo_head_prediction_and_losses():
+    head = VOLOHead(5, 8)
+    head.init_weights()
+    cls_token, tokens = torch.randn(2, 8), torch.randn(2, 8, 3, 4)
+    feats = (cls_token, tokens)
+    cls_logits = cls_token @ head.fc.weight.T + head.fc.bias
+    token_logits = tokens.flatten(2).transpose(1, 2) @ head.aux_fc.weight.T + head.aux_fc.bias  # (B, 12, 5)
+    prediction = cls_logits + 0.5 * token_logits.max(1)[0]
+    torch.testing.assert_close(head(feats), prediction)
+    preds = head.predict(feats)
+    assert [int(p.pred_label) for p in preds] == prediction.argmax(1).tolist()
+
+    labels = torch.tensor([0, 1])
+    # without token labels: cross-entropy of the prediction logits
+    loss = head.loss(feats, make_samples(2, 5))
+    torch.testing.assert_close(loss['loss'], F.cross_entropy(prediction, labels))
+    # with soft token labels at another grid: CE(class logits) + 0.5 * soft CE per token after resizing
+    scores = torch.rand(2, 5, 6, 8).softmax(1)
+    loss = head.loss(feats, make_samples(2, 5, list(scores)))
+    targets = F.interpolate(scores, size=(3, 4), mode='bilinear', align_corners=False).flatten(2).transpose(1, 2)
+    token_ce = -(targets * token_logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(loss['loss'], F.cross_entropy(cls_logits, labels))
+    torch.testing.assert_close(loss['loss_token'], 0.5 * token_ce)
+    # hard (h, w) token labels are one-hot distributions
+    hard = torch.randint(0, 5, (2, 3, 4))
+    loss = head.loss(feats, make_samples(2, 5, list(hard)))
+    expected = F.cross_entropy(token_logits.reshape(-1, 5), hard.reshape(-1))
+    torch.testing.assert_close(loss['loss_token'], 0.5 * expected)
+    # aux_weight=0: the plain class-token classifier
+    plain = VOLOHead(5, 8, aux_weight=0.)
+    assert plain.aux_fc is None
+    torch.testing.assert_close(plain(feats), cls_token @ plain.fc.weight.T + plain.fc.bias)
+
+
+def test_volo_head_errors():
+    head = VOLOHead(5, 8)
+    feats = (torch.randn(2, 8), torch.randn(2, 8, 3, 4))
+    with pytest.raises(ValueError, match="out_type='cls_and_tokens'"):
+        head((torch.randn(2, 8, 3, 4), ))
+    with pytest.raises(ValueError, match='in_channels=8'):
+        head((torch.randn(2, 6), torch.randn(2, 6, 3, 4)))
+    samples = make_samples(2, 5, [torch.rand(5, 3, 4)])
+    samples[1] = make_samples(1, 5)[0]
+    with pytest.raises(ValueError, match='whole batch'):
+        head.loss(feats, samples)
+    with pytest.raises(ValueError, match=r'\(5, h, w\) scores'):
+        head.loss(feats, make_samples(2, 5, [torch.rand(4, 3, 4)] * 2))
+    with pytest.raises(ValueError, match='aux_weight > 0'):
+        VOLOHead(5, 8, aux_weight=0.).loss(feats, make_samples(2, 5, [torch.rand(5, 3, 4)] * 2))
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(arch='d6'), KeyError, "unknown arch 'd6'"),
+    (dict(arch=dict(TINY, embed_dims=(16, 32, 48, 32))), ValueError, r'embed_dims\[1:\]'),
+    (dict(arch=dict(TINY, num_heads=(3, 4, 4, 4))), ValueError, 'must divide'),
+    (dict(arch=dict(TINY, depths=(1, 0, 1, 1))), ValueError, 'positive ints'),
+    (dict(out_type='tokens'), ValueError, "unknown out_type 'tokens'"),
+    (dict(out_type='cls_and_tokens', out_indices=(2, 3)), ValueError, 'last stage only'),
+    (dict(out_type='cls_and_tokens', out_strides=(16, )), ValueError, "only applies to out_type='featmap'"),
+    (dict(out_strides=(4, 8, 16)), ValueError, 'one stride per out index'),
+    (dict(out_strides=(4, 8, 24, 32)), ValueError, 'power of two'),
+    (dict(out_indices=(4, )), ValueError, 'out of range'),
+    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
+    (dict(drop_path_rate=1.), ValueError, 'drop_path_rate'),
+    (dict(img_size=8), ValueError, 'img_size'),
+])
+def test_volo_invalid_arguments(kwargs, error, match):
+    kwargs.setdefault('arch', TINY)
+    with pytest.raises(error, match=match):
+        VOLO(**kwargs)
+
+
+def test_volo_invalid_inputs():
+    model = VOLO(arch=TINY).eval()
+    with pytest.raises(ValueError, match='3-channel'):
+        model(torch.rand(1, 4, 64, 64))
+    with pytest.raises(ValueError, match='at least 16x16'):
+        model(torch.rand(1, 3, 15, 64))
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
+        model(torch.rand(3, 64, 64))
+
+
+@pytest.mark.parametrize('cls', [VOLO, VOLOHead, OutlookAttention, Outlooker, MHSABlock, ClassAttentionBlock])
+def test_every_init_argument_is_documented(cls):
+    doc = inspect.getdoc(cls)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
+    missing = [p for p in params if not re.search(rf'^\s+{p} \(', doc, re.M)]
+    assert not missing, f'{cls.__name__} docstring lacks {missing}'
+
+
+def test_docstring_examples():
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(VOLO, globs={}):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_volo_default_init():
+    model = VOLO(arch='d1', out_type='cls_and_tokens')
+    model.init_weights()
+    weight = model.stages[1][0].attn.qkv.weight
+    assert weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert model.pos_embed.std().item() == pytest.approx(0.02, rel=0.1)
+    assert torch.equal(model.stages[0][0].attn.attn.bias, torch.zeros_like(model.stages[0][0].attn.attn.bias))
+
+
+def test_volo_builds_from_mmdet_mmseg_mmpretrain_registries():
+    from mmdet.registry import MODELS as DET
+    from mmpretrain.registry import MODELS as CLS
+    from mmseg.registry import MODELS as SEG
+    for registry in (DET, SEG, CLS):
+        model = registry.build(dict(type='VOLO', arch=TINY, out_indices=(3, )))
+        assert isinstance(model, VOLO) and model.out_channels == [32]
+    assert isinstance(CLS.build(dict(type='VOLOHead', num_classes=3, in_channels=32)), VOLOHead)
