@@ -10,5 +10,6 @@ from .version import __version__
 register_checkpoint_loader()
 
 from . import models  # noqa: E402,F401  (registers the modules)
+from . import engine  # noqa: F401,E402
 
 __all__ = ['__version__']

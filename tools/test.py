@@ -18,6 +18,8 @@ from mmengine.registry import HOOKS, METRICS, RUNNERS
 from mmengine.runner import Runner
 
 # importing the package registers the modules and the torch>=2.6 checkpoint loader
+from mmvit_hybrid.engine import (check_annotation_files, enable_reliability_hooks,
+                                 init_cpu_distributed)
 from mmvit_hybrid.utils import check_dataset_paths
 
 
@@ -56,8 +58,8 @@ def enable_visualization(cfg, show_dir):
 
     The three libraries' hooks differ: mmdet's ``DetVisualizationHook`` takes ``draw`` and
     ``test_out_dir``, mmpretrain's ``VisualizationHook`` takes ``enable`` and ``out_dir``, and
-    mmseg's ``SegVisualizationHook`` takes ``draw`` only and writes through the visualizer's
-    ``save_dir``.
+    mmseg's ``SegVisualizationHook`` takes ``draw`` (and ``interval``, set to 1 so that every test
+    image is painted) and writes through the visualizer's ``save_dir``.
     """
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
@@ -74,6 +76,8 @@ def enable_visualization(cfg, show_dir):
         hook.update(enable=True, out_dir=show_dir)
     else:
         hook.draw = True
+        if 'interval' in params:
+            hook.interval = 1  # mmseg's hook draws every `interval`-th batch only (default 50)
         cfg.visualizer.save_dir = show_dir
 
 
@@ -107,6 +111,12 @@ def main():
         enable_visualization(cfg, args.show_dir)
 
     check_dataset_paths(cfg, ('test_dataloader', ))
+    # corrupt, truncated or empty annotation files: a clear error before the datasets are built
+    check_annotation_files(cfg, ('test_dataloader', ))
+    # refuse a checkpoint of another architecture with a clear message (CheckpointMatchHook)
+    enable_reliability_hooks(cfg, training=False)
+    # torchrun without CUDA: gloo process group + CPU DDP (mmengine's init_dist needs CUDA)
+    init_cpu_distributed(cfg, training=False)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))

@@ -8,6 +8,11 @@ Example::
     python tools/train.py configs/dsnet/mask_rcnn_dsnet_t_coco.py --amp
     python tools/train.py CONFIG --resume              # from the latest checkpoint in the work dir
     python tools/train.py CONFIG --resume PATH.pth     # from a given checkpoint
+    bash tools/dist_train.sh CONFIG 2                  # 2 processes (torchrun; gloo on CPU)
+
+Checkpoints are written atomically, carry the RNG states (exact resume) and training stops with a
+clear error on a NaN/inf loss: see :func:`mmvit_hybrid.engine.enable_reliability_hooks` and
+docs/robustness.md.
 """
 import argparse
 import logging
@@ -20,6 +25,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # importing the package registers the modules and the torch>=2.6 checkpoint loader
+from mmvit_hybrid.engine import (check_amp_available, check_annotation_files,
+                                 enable_reliability_hooks, init_cpu_distributed)
 from mmvit_hybrid.utils import check_dataset_paths
 
 
@@ -98,7 +105,14 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    check_amp_available(cfg)
     check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
+    # corrupt, truncated or empty annotation files: a clear error before the datasets are built
+    check_annotation_files(cfg, ('train_dataloader', 'val_dataloader'))
+    # atomic checkpoints, RNG states in checkpoints (exact --resume), stop on NaN/inf losses
+    enable_reliability_hooks(cfg)
+    # torchrun without CUDA: gloo process group + CPU DDP (mmengine's init_dist needs CUDA)
+    init_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 

@@ -9,6 +9,19 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+# the converter for third-party weights of each backbone, named in the key-mismatch error
+CONVERTERS = {
+    'VOLO': 'official sail-sg/volo or timm volo_* weights with '
+            'python tools/model_converters/volo_to_mmvit.py SRC DST',
+    'BoTNet': 'ImageNet ResNet weights with '
+              'python tools/model_converters/resnet_to_botnet.py SRC DST --arch 50',
+    'DSNet': 'tools/model_converters/ has no DS-Net converter; the weights must come from this '
+             "package's own training",
+    'DMFormer': 'tools/model_converters/ has no DMFormer converter; the weights must come from '
+                "this package's own training",
+}
+
+
 class HybridBackbone(BaseModule):
     """Base class of the backbones in this package.
 
@@ -139,6 +152,7 @@ class HybridBackbone(BaseModule):
                 f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[:3]}). '
                 'Check `arch`, set `prefix` (e.g. "backbone." for a detector or classifier checkpoint), '
-                'or convert third-party weights with tools/model_converters/.')
+                'or convert third-party weights: '
+                + CONVERTERS.get(type(self).__name__, 'see tools/model_converters/') + '.')
         MMLogger.get_current_instance().info(
             f'{type(self).__name__}: loaded {len(state_dict)} tensors from {cfg["checkpoint"]}')

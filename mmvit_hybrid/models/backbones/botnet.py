@@ -184,6 +184,8 @@ class BoTNet(HybridBackbone):
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if len(img_size) != 2 or not all(isinstance(s, int) and s >= 32 for s in img_size):
             raise ValueError(f'BoTNet: img_size must be an int or (H, W) of ints >= 32, got {img_size}')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'BoTNet: in_channels must be a positive int, got {in_channels!r}')
         self.in_channels = in_channels
         self.img_size = img_size
         self.fixed_input_size = fixed_input_size
@@ -277,7 +279,8 @@ class BoTNet(HybridBackbone):
         if x.dim() != 4:
             raise ValueError(f'BoTNet expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'BoTNet was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels')
+            raise ValueError(f'BoTNet was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
+                             'set in_channels or convert the image')
         if self.fixed_input_size and tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(
                 f'BoTNet(fixed_input_size=True) was built for {self.img_size[0]}x{self.img_size[1]} inputs '

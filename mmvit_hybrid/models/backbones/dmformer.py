@@ -194,6 +194,10 @@ class DMFormer(HybridBackbone):
                              f'embed_dims={embed_dims}, depths={depths}')
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f'DMFormer: drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        if not mlp_ratio > 0:
+            raise ValueError(f'DMFormer: mlp_ratio must be > 0, got {mlp_ratio}')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'DMFormer: in_channels must be a positive int, got {in_channels!r}')
         if embed_dims[0] < 2:
             raise ValueError(f'DMFormer: embed_dims[0] must be >= 2 (the stem has half of it), got {embed_dims[0]}')
         # DMA validates these (levels, gate) with its own error messages when the first block is built
@@ -249,7 +253,8 @@ class DMFormer(HybridBackbone):
         if x.dim() != 4:
             raise ValueError(f'DMFormer expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'DMFormer was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels')
+            raise ValueError(f'DMFormer was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
+                             'set in_channels or convert the image')
         if x.shape[-1] < self.min_input_size or x.shape[-2] < self.min_input_size:
             raise ValueError(f'DMFormer needs inputs of at least {self.min_input_size}x{self.min_input_size} '
                              f'(total stride 32), got {tuple(x.shape[-2:])}; pad or resize the image')

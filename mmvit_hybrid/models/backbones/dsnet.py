@@ -88,6 +88,12 @@ class DSNet(HybridBackbone):
                              f'got {tuple(global_strides)}')
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f'DSNet: drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        if not 0 <= attn_drop_rate < 1:
+            raise ValueError(f'DSNet: attn_drop_rate must be in [0, 1), got {attn_drop_rate}')
+        if not mlp_ratio > 0:
+            raise ValueError(f'DSNet: mlp_ratio must be > 0, got {mlp_ratio}')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'DSNet: in_channels must be a positive int, got {in_channels!r}')
         self.in_channels = in_channels
         self.embed_dims = tuple(embed_dims)
         self.out_channels = [embed_dims[i] for i in self.out_indices]
@@ -137,7 +143,8 @@ class DSNet(HybridBackbone):
             raise ValueError(f'DSNet needs inputs of at least {self.min_input_size}x{self.min_input_size} '
                              f'(total stride 32), got {tuple(x.shape[-2:])}; pad or resize the image')
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'DSNet was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels')
+            raise ValueError(f'DSNet was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
+                             'set in_channels or convert the image')
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)

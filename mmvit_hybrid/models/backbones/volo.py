@@ -169,6 +169,8 @@ class VOLO(HybridBackbone):
                 raise ValueError(f'VOLO: num_cls_blocks must be an int >= 1, got {num_cls_blocks!r}')
         if not 0 <= drop_path_rate < 1:
             raise ValueError(f'VOLO: drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'VOLO: in_channels must be a positive int, got {in_channels!r}')
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if len(img_size) != 2 or min(img_size) < self.min_input_size:
             raise ValueError(f'VOLO: img_size must be an int or (H, W) of at least {self.min_input_size}, '
@@ -298,12 +300,14 @@ class VOLO(HybridBackbone):
         """``'featmap'``: (B, C_in, H, W) -> tuple of (B, embed_dims[i], H / s_i, W / s_i) for the
         out indices and out strides; ``'cls_and_tokens'``: -> ((B, C), (B, C, H/16, W/16))."""
         self._check_input(x)
-        x = self.patch_embed(x).permute(0, 2, 3, 1)  # (B, C0, H/8, W/8) -> (B, H/8, W/8, C0)
+        # contiguous channels-last tokens: a permuted view would make every residual sum inherit its
+        # strides, and each LayerNorm / Linear of the blocks would then copy its input first
+        x = self.patch_embed(x).permute(0, 2, 3, 1).contiguous()  # (B, C0, H/8, W/8) -> (B, H/8, W/8, C0)
         feats = {}
         last = self.out_indices[-1]
         for i, stage in enumerate(self.stages):
             if i == 1:
-                x = self.downsample(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H/16, W/16, C1)
+                x = self.downsample(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()  # (B, H/16, W/16, C1)
                 x = self.pos_drop(x + self.resized_pos_embed(x.shape[1:3]))
             x = stage(x)
             if self.out_type == 'featmap' and i in self.out_indices:

@@ -1,0 +1,19 @@
+# UperNet, DS-Net-T, ADE20K, 512x512 crops, 160k iterations, 8 GPUs x 2 images, with the Swin/ConvNeXt
+# UperNet recipe (AdamW lr 6e-5, weight decay 0.01, 1500 warm-up iterations, linear "poly" decay):
+# see ../_base_/schedules/upernet_adamw_160k.py. The DS-Net paper gives no segmentation recipe;
+# this one and the drop-path rates (T 0.1, S 0.2, B 0.3) are our choice, not the paper's.
+# ImageNet weights: model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH, prefix='backbone.').
+_base_ = [
+    '../_base_/models/upernet_dsnet.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    '../_base_/schedules/upernet_adamw_160k.py',
+]
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    backbone=dict(arch='tiny', drop_path_rate=0.1),
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150))
+train_dataloader = dict(batch_size=2)
