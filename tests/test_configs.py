@@ -9,6 +9,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmvit_hybrid.utils.config_utils import strip_pretrained
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 
@@ -21,18 +23,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def strip_pretrained(cfg):
-    """Set every ``init_cfg`` of type Pretrained to None (no weights are downloaded in tests)."""
-    if isinstance(cfg, dict):
-        if isinstance(cfg.get('init_cfg'), dict) and cfg['init_cfg'].get('type') == 'Pretrained':
-            cfg['init_cfg'] = None
-        for value in cfg.values():
-            strip_pretrained(value)
-    elif isinstance(cfg, list):
-        for value in cfg:
-            strip_pretrained(value)
 
 
 def random_images(num, h, w):

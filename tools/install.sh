@@ -82,6 +82,13 @@ if ! "$VPY" -c "import mmvit_hybrid" 2>/dev/null || [ "$(cat "$MARKER" 2>/dev/nu
   echo "$BUILD_HASH" > "$MARKER"
 fi
 
+# 5b. `mim search mmvit_hybrid` looks for model-index.yml under site-packages/mmvit_hybrid/.mim, which a
+# PEP 660 editable install does not create; link the package folder there (imports resolve to the same files).
+SITE=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+if [ ! -e "$SITE/mmvit_hybrid" ]; then
+  ln -s "$PWD/mmvit_hybrid" "$SITE/mmvit_hybrid"
+fi
+
 # 6. verify, loudly.
 "$VPY" - <<'PYEOF'
 import importlib, sys

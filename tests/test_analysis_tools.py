@@ -1,0 +1,178 @@
+"""FLOP counting (mmvit_hybrid.utils.complexity) against analytic formulas computed here for small
+layers, and tools/analysis_tools/get_flops.py against them and published numbers.
+
+Convention: FLOPs = 2 x multiply-adds of matmuls / convs / attention; element-wise work (bias,
+softmax, norms) is not counted."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmvit_hybrid.models.layers import OutlookAttention, RelPosAttention
+from mmvit_hybrid.models.layers.mhsa_block import GlobalSelfAttention
+from mmvit_hybrid.ops import ext_available, outlook_attention, outlook_attention_reference
+from mmvit_hybrid.utils import count_flops, count_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+get_flops = _load('get_flops', 'tools/analysis_tools/get_flops.py')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def flops_of(fn, *args, backward=False):
+    with FlopCounterMode(display=False) as counter:
+        out = fn(*args)
+        if backward:
+            out.sum().backward()
+    return counter.get_total_flops()
+
+
+# ------------------------------------------------------------------ outlook attention
+
+
+@pytest.mark.parametrize('B, C, heads, H, W, K, p, s', [(2, 12, 3, 8, 8, 3, 1, 2), (1, 8, 2, 7, 9, 3, 1, 2),
+                                                       (1, 6, 1, 6, 6, 3, 1, 1)])
+def test_outlook_attention_fused_and_reference_count_the_same(B, C, heads, H, W, K, p, s):
+    assert ext_available(), 'the compiled extension must be built for this test'
+    Ho, Wo = (H + 2 * p - K) // s + 1, (W + 2 * p - K) // s + 1
+    analytic = 2 * B * C * Ho * Wo * K**4  # attn (K^2 x K^2) @ unfolded values (K^2 x d), per head & window
+    value = torch.randn(B, C, H, W, requires_grad=True)
+    attn = torch.randn(B, heads, Ho, Wo, K * K, K * K, requires_grad=True)
+    for fn in (outlook_attention, outlook_attention_reference):
+        assert flops_of(fn, value, attn, K, p, s) == analytic, fn.__name__
+        # backward: grad of value and grad of attn, one matmul of the same size each
+        assert flops_of(fn, value, attn, K, p, s, backward=True) == 3 * analytic, fn.__name__
+
+
+def test_outlook_attention_layer_count():
+    B, H, W, C, heads, K, s = 2, 10, 6, 16, 2, 3, 2
+    layer = OutlookAttention(C, heads, kernel_size=K, stride=s).eval()
+    Ho, Wo = math.ceil(H / s), math.ceil(W / s)
+    analytic = (2 * B * H * W * C * C  # v
+                + 2 * B * Ho * Wo * C * heads * K**4  # attn logits from the pooled tokens
+                + 2 * B * C * Ho * Wo * K**4  # fold(attn @ unfold(v))
+                + 2 * B * H * W * C * C)  # proj
+    with torch.no_grad():
+        assert flops_of(layer, torch.randn(B, H, W, C)) == analytic
+
+
+# ------------------------------------------------------------------ global attention (SDPA)
+
+
+def test_sdpa_counted_on_cpu_like_the_explicit_math():
+    B, heads, N, M, d = 2, 3, 20, 12, 8
+    q, k, v = torch.randn(B, heads, N, d), torch.randn(B, heads, M, d), torch.randn(B, heads, M, d)
+    analytic = 2 * B * heads * N * M * d * 2  # q @ k^T and attn @ v
+    assert flops_of(F.scaled_dot_product_attention, q, k, v) == analytic
+    assert flops_of(lambda q, k, v: (q @ k.transpose(-1, -2)).softmax(-1) @ v, q, k, v) == analytic
+    mask = torch.randn(N, M)
+    assert flops_of(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), q, k, v) == analytic
+
+
+def test_global_self_attention_count():
+    B, H, W, C, heads = 2, 5, 7, 24, 4
+    N = H * W
+    layer = GlobalSelfAttention(C, heads).eval()
+    analytic = 2 * B * N * C * 3 * C + 2 * 2 * B * N * N * C + 2 * B * N * C * C  # qkv, attention, proj
+    with torch.no_grad():
+        assert flops_of(layer, torch.randn(B, H, W, C)) == analytic
+
+
+# ------------------------------------------------------------------ relative-position attention
+
+
+@pytest.mark.parametrize('impl', ['einsum', 'sdpa_bias', 'sdpa'])
+def test_rel_pos_attention_count(impl):
+    B, C, heads, H, W = 2, 32, 4, 6, 5
+    N, d = H * W, C // heads
+    layer = RelPosAttention(C, num_heads=heads, feat_size=(H, W), attn_impl=impl).eval()
+    qkv = 2 * B * N * C * 3 * C
+    rel_logits = 2 * B * heads * N * H * d + 2 * B * heads * N * W * d  # q . rel_h (H rows), q . rel_w (W cols)
+    if impl == 'sdpa':  # q = [q, logits_h, logits_w], k = [k, onehot rows, onehot cols], padded to a multiple of 8
+        width = -(-(d + H + W) // 8) * 8
+        attention = 2 * B * heads * N * N * width * 2
+    else:
+        attention = 2 * B * heads * N * N * d * 2  # content logits q . k and attn @ v
+    with torch.no_grad():
+        assert flops_of(layer, torch.randn(B, C, H, W)) == qkv + rel_logits + attention
+
+
+def test_count_flops_backward_and_breakdown():
+    layer = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 4))
+    x = torch.randn(3, 8)
+    total, per_module = count_flops(layer, inputs=x, by_module=True)
+    assert total == 2 * 3 * (8 * 16 + 16 * 4)
+    assert per_module['Sequential.0'] == 2 * 3 * 8 * 16 and per_module['Sequential.1'] == 2 * 3 * 16 * 4
+    # backward of a linear: grad input (not for the first layer's input) and grad weight
+    assert count_flops(layer, inputs=x, backward=True) == total + 2 * 3 * 16 * 4 + total
+    assert layer.training  # mode restored
+    with pytest.raises(ValueError, match='input_shape'):
+        count_flops(layer)
+    assert count_params(layer) == 8 * 16 + 16 + 16 * 4 + 4
+
+
+# ------------------------------------------------------------------ the tool
+
+
+def test_get_flops_volo_d1_matches_published():
+    """VOLO-D1 at 224: the paper's 26.6M params and 6.8G FLOPs (multiply-adds)."""
+    result = get_flops.get_flops(str(ROOT / 'configs/volo/volo_d1_in1k.py'), [224])
+    assert abs(result['params'] / 26.6e6 - 1) < 0.005, result['params']
+    assert abs(result['macs'] / 6.8e9 - 1) < 0.03, result['macs']
+    assert result['flops'] == 2 * result['macs']
+    # the outlook attention (fused op, counted by the registered formula) is in the total: stage 0 of
+    # D1 runs 4 outlookers on a 28x28 map, C=192, 14x14 windows, K=3
+    outlook = 4 * 2 * 192 * 14 * 14 * 3**4
+    stage0 = result['per_module']['ImageClassifier.backbone.stages.0']
+    per_block = 2 * 28 * 28 * 192 * 192 * 2 + 2 * 14 * 14 * 192 * 6 * 81 + 2 * 28 * 28 * 192 * 576 * 2
+    assert stage0 == outlook + 4 * per_block
+
+
+def test_get_flops_backbone_only_and_whole_detector():
+    cfg = str(ROOT / 'configs/dsnet/mask_rcnn_dsnet_t_coco.py')
+    backbone = get_flops.get_flops(cfg, [128, 160], backbone_only=True)
+    whole = get_flops.main([cfg, '--shape', '128', '160'])
+    assert backbone['input_shape'] == whole['input_shape'] == [1, 3, 128, 160]
+    assert backbone['params'] == whole['backbone_params'] < whole['params']
+    assert whole['macs'] > backbone['macs'] > 0
+    model, _ = get_flops.build_model(get_flops.load_config(cfg))
+    x = torch.randn(1, 3, 128, 160, generator=torch.Generator().manual_seed(0))
+    assert count_flops(model.backbone, inputs=x) == backbone['flops']
+
+
+def test_get_flops_segmentor_scales_with_input():
+    cfg = str(ROOT / 'configs/dmformer/upernet_dmformer_s_ade20k.py')
+    small = get_flops.get_flops(cfg, [64])
+    large = get_flops.get_flops(cfg, [64, 128])
+    # a convolutional network: cost proportional to the pixels (UperNet's pooled PPM branches aside)
+    assert 1.9 < large['macs'] / small['macs'] <= 2.0
+
+
+def test_get_flops_bad_arguments():
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        get_flops.get_flops('configs/no_such_config.py')
+    with pytest.raises(ValueError, match='--shape'):
+        get_flops.parse_shape([1, 2, 3])
+    with pytest.raises(ValueError, match='--shape'):
+        get_flops.parse_shape([0])
+    with pytest.raises(ValueError, match='batch'):
+        get_flops.get_flops(str(ROOT / 'configs/volo/volo_d1_in1k.py'), [64], batch=0)
