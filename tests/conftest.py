@@ -9,3 +9,13 @@ def _seed():
 
 def pytest_report_header(config):
     return f'torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}'
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Small CPU workloads run fastest on one thread and do not stall (OpenMP spin-waits) when other
+    jobs share the cores. Test modules opt in with ``pytestmark = pytest.mark.usefixtures('one_thread')``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -30,12 +30,7 @@ def _load(name, path):
 get_flops = _load('get_flops', 'tools/analysis_tools/get_flops.py')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def flops_of(fn, *args, backward=False):

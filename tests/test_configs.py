@@ -15,14 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """These small CPU forwards run fastest on one thread, and do not stall (OpenMP spin-waits)
-    when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def random_images(num, h, w):

@@ -32,13 +32,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Small workloads: one thread is fastest and does not stall on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
 import copy
-import doctest
 import importlib.util
-import inspect
 import re
 from pathlib import Path
 
@@ -36,14 +34,7 @@ def _load_converter():
 converter = _load_converter()
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """These small CPU workloads run fastest on one thread, and do not stall (OpenMP spin-waits)
-    when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def random_timm_volo(arch, img_size, seed=0):
@@ -411,22 +402,6 @@ def test_volo_invalid_inputs():
         model(torch.rand(1, 3, 15, 64))
     with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
         model(torch.rand(3, 64, 64))
-
-
-@pytest.mark.parametrize('cls', [VOLO, VOLOHead, OutlookAttention, Outlooker, MHSABlock, ClassAttentionBlock])
-def test_every_init_argument_is_documented(cls):
-    doc = inspect.getdoc(cls)
-    params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
-    missing = [p for p in params if not re.search(rf'^\s+{p} \(', doc, re.M)]
-    assert not missing, f'{cls.__name__} docstring lacks {missing}'
-
-
-def test_docstring_examples():
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(VOLO, globs={}):
-        runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_volo_default_init():
