@@ -14,6 +14,7 @@ Usage::
     python tools/misc/model_zoo.py --check    # measure and fail if any written file would change
 """
 import argparse
+import glob
 import importlib.util
 import json
 import os.path as osp
@@ -95,7 +96,7 @@ def measure(get_flops_module):
     from mmengine.config import Config
     rows, cache = [], {}
     for folder in FOLDERS:
-        paths = sorted(p for p in __import__('glob').glob(osp.join(ROOT, 'configs', folder, '*.py')))
+        paths = sorted(glob.glob(osp.join(ROOT, 'configs', folder, '*.py')))
         for i, path in enumerate(paths):
             stem = osp.splitext(osp.basename(path))[0]
             cfg = Config.fromfile(path)
@@ -170,7 +171,7 @@ def main():
     parser.add_argument('--check', action='store_true', help='fail if a written file would change')
     args = parser.parse_args()
     unknown = set(PAPER) - {osp.splitext(osp.basename(p))[0]
-                            for f in FOLDERS for p in __import__('glob').glob(osp.join(ROOT, 'configs', f, '*.py'))}
+                            for f in FOLDERS for p in glob.glob(osp.join(ROOT, 'configs', f, '*.py'))}
     if unknown:
         sys.exit(f'model_zoo: PAPER names configs that do not exist: {sorted(unknown)}')
     rows = measure(load_get_flops())
