@@ -95,13 +95,16 @@ def test_global_self_attention_count():
 # ------------------------------------------------------------------ relative-position attention
 
 
-@pytest.mark.parametrize('impl', ['einsum', 'sdpa_bias', 'sdpa'])
+@pytest.mark.parametrize('impl', ['einsum', 'sdpa_bias', 'sdpa', 'matmul', 'auto'])
 def test_rel_pos_attention_count(impl):
     B, C, heads, H, W = 2, 32, 4, 6, 5
     N, d = H * W, C // heads
     layer = RelPosAttention(C, num_heads=heads, feat_size=(H, W), attn_impl=impl).eval()
-    qkv = 2 * B * N * C * 3 * C
-    rel_logits = 2 * B * heads * N * H * d + 2 * B * heads * N * W * d  # q . rel_h (H rows), q . rel_w (W cols)
+    qkv = 2 * B * N * C * 3 * C  # on CPU the oneDNN convolution (aten.mkldnn_convolution), counted too
+    if impl in ('einsum', 'sdpa_bias'):  # q . rel_h over the H key rows, q . rel_w over the W key columns
+        rel_logits = 2 * B * heads * N * H * d + 2 * B * heads * N * W * d
+    else:  # q . rel for all 2H - 1 row offsets and 2W - 1 column offsets
+        rel_logits = 2 * B * heads * N * (2 * H - 1) * d + 2 * B * heads * N * (2 * W - 1) * d
     if impl == 'sdpa':  # q = [q, logits_h, logits_w], k = [k, onehot rows, onehot cols], padded to a multiple of 8
         width = -(-(d + H + W) // 8) * 8
         attention = 2 * B * heads * N * N * width * 2

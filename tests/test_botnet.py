@@ -15,7 +15,7 @@ from mmvit_hybrid.models import BoTNet
 from mmvit_hybrid.models.backbones import botnet as botnet_module
 from mmvit_hybrid.models.backbones.botnet import BoTBlock
 from mmvit_hybrid.models.layers import RelPosAttention
-from mmvit_hybrid.models.layers.rel_pos_attention import resize_rel_pos
+from mmvit_hybrid.models.layers.rel_pos_attention import RelPosLogits, relative_to_absolute, resize_rel_pos
 from mmvit_hybrid.utils.complexity import count_flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,10 +227,112 @@ def test_rel_pos_attention_implementations_agree_with_gradients(size):
         out = attn(xi)
         random_projection_loss([out]).backward()
         grads[impl] = [out.detach(), xi.grad] + [p.grad for p in attn.parameters()]
-    for impl in ('sdpa', 'sdpa_bias'):
+    for impl in RelPosAttention.attn_impls:
         for a, b in zip(grads[impl], grads['einsum']):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert all(g.abs().sum() > 0 for g in grads['sdpa'][2:])  # qkv and both tables get gradients
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=impl)
+    for impl in ('matmul', 'sdpa'):  # qkv and both tables get gradients
+        assert all(g.abs().sum() > 0 for g in grads[impl][2:]), impl
+
+
+def test_relative_to_absolute_view_matches_index_formula():
+    B, heads, H, W = 2, 3, 4, 5
+    logits_h = torch.randn(B, heads, H, W, 2 * H - 1)
+    logits_w = torch.randn(B, heads, H, W, 2 * W - 1)
+    view_h = relative_to_absolute(logits_h, 2)
+    view_w = relative_to_absolute(logits_w, 3)
+    assert view_h.shape == (B, heads, H, W, H) and view_w.shape == (B, heads, H, W, W)
+    assert view_h.data_ptr() == logits_h.data_ptr() + (H - 1) * logits_h.element_size()  # no copy
+    for hq in range(H):
+        for wq in range(W):
+            for hk in range(H):
+                assert torch.equal(view_h[:, :, hq, wq, hk], logits_h[:, :, hq, wq, hk - hq + H - 1])
+            for wk in range(W):
+                assert torch.equal(view_w[:, :, hq, wq, wk], logits_w[:, :, hq, wq, wk - wq + W - 1])
+    # never overlapping: writing ones through the view touches H*W*H distinct elements
+    target = torch.zeros_like(logits_h)
+    relative_to_absolute(target, 2).fill_(1)
+    assert target.sum() == B * heads * H * W * H
+    with pytest.raises(ValueError, match='expected 7 offsets|offsets for 4 positions'):
+        relative_to_absolute(torch.zeros(1, 1, 4, 5, 6), 2)
+
+
+@pytest.mark.parametrize('H, W', [(1, 4), (3, 1), (2, 3), (4, 4)])
+def test_rel_pos_logits_function_gradcheck(H, W):
+    """The custom backward of RelPosLogits (in-place relative terms) against finite differences."""
+    gen = torch.Generator().manual_seed(H * 10 + W)
+    args = [torch.randn(2, 2, H * W, 3, dtype=torch.float64, generator=gen),
+            torch.randn(2, 2, H * W, 3, dtype=torch.float64, generator=gen),
+            torch.randn(2, 2, H, W, 2 * H - 1, dtype=torch.float64, generator=gen),
+            torch.randn(2, 2, H, W, 2 * W - 1, dtype=torch.float64, generator=gen)]
+    args = [a.requires_grad_() for a in args]
+    q, k, logits_h, logits_w = args
+    explicit = (q @ k.transpose(-1, -2)).view(2, 2, H, W, H, W).clone()
+    for hq in range(H):
+        for wq in range(W):
+            for hk in range(H):
+                for wk in range(W):
+                    explicit[:, :, hq, wq, hk, wk] += (logits_h[:, :, hq, wq, hk - hq + H - 1]
+                                                       + logits_w[:, :, hq, wq, wk - wq + W - 1])
+    torch.testing.assert_close(RelPosLogits.apply(*args), explicit.view(2, 2, H * W, H * W))
+    assert torch.autograd.gradcheck(RelPosLogits.apply, args)
+
+
+def test_rel_pos_attention_auto_picks_matmul_then_sdpa():
+    attn = RelPosAttention(64, num_heads=4, feat_size=(6, 5)).eval()
+    assert attn.attn_impl == 'auto'
+    assert attn.resolve_impl(2, 30) == 'matmul'  # 2 * 4 * 30 * 30 logits
+    assert attn.resolve_impl(1, 4096) == 'matmul'  # one 64x64 map: 2^26 logits, the limit
+    assert attn.resolve_impl(2, 4096) == 'sdpa'
+    x = torch.randn(2, 64, 6, 5)
+    with torch.no_grad():
+        small = attn(x)
+        attn.auto_max_logits = 2 * 4 * 30 * 30 - 1  # now above the limit: the sdpa path
+        assert attn.resolve_impl(2, 30) == 'sdpa'
+        torch.testing.assert_close(attn(x), small, rtol=1e-5, atol=1e-6)
+    fixed = RelPosAttention(64, num_heads=4, feat_size=(6, 5), attn_impl='einsum')
+    assert fixed.resolve_impl(100, 10**4) == 'einsum'
+
+
+@pytest.fixture
+def threads():
+    """Set torch's thread count inside a test and restore it afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_rel_pos_attention_qkv_projection_paths(threads):
+    """Single-threaded float32 CPU (where torch would pick slow_conv2d): the oneDNN channels-last
+    projection, equal to the module's conv in value and gradients; with 2 threads, autocast or
+    float64: the module's conv."""
+    attn = RelPosAttention(64, num_heads=4, feat_size=(6, 5), qkv_bias=True).eval()
+    torch.nn.init.normal_(attn.qkv.bias)
+    x = torch.randn(2, 64, 6, 5)
+    mkldnn = torch.backends.mkldnn.is_available()
+    threads(1)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast, expected = attn.project_qkv(xa), attn.qkv(xb)
+    channels_last = fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
+    assert channels_last == mkldnn
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
+    weight = torch.randn(expected.shape)
+    grads_fast = torch.autograd.grad((fast * weight).sum(), [xa, attn.qkv.weight, attn.qkv.bias])
+    grads_conv = torch.autograd.grad((expected * weight).sum(), [xb, attn.qkv.weight, attn.qkv.bias])
+    for a, b in zip(grads_fast, grads_conv):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert attn.project_qkv(x).dtype == torch.bfloat16
+            out = attn(x)
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+        torch.testing.assert_close(out.float(), attn(x), rtol=0.05, atol=0.05)
+        attn64 = copy.deepcopy(attn).double()
+        assert attn64.project_qkv(x.double()).is_contiguous()  # NCHW: the module's conv
+        torch.testing.assert_close(attn64(x.double()).float(), attn(x), rtol=1e-4, atol=1e-5)
+        # where torch picks oneDNN itself (batch >= 16, or several threads): the module's conv
+        assert attn.project_qkv(torch.randn(16, 64, 6, 5)).is_contiguous()
+        threads(2)
+        assert attn.project_qkv(x).is_contiguous()
 
 
 def test_resampling_is_identity_at_trained_size_and_interpolates_otherwise():

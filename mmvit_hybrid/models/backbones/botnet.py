@@ -37,8 +37,9 @@ s1-50   3-4-6-3    1          20.86M                                    5.41
 
 Measured with :func:`mmvit_hybrid.utils.count_flops` (MACs = FLOPs / 2) on the backbone plus
 global pooling and a 2048 x 1000 linear head, counting the attention as its explicit math
-(``attn_impl='einsum'``; the default ``'sdpa'`` executes 0.01 GMACs more for BoT50 in its folded,
-padded matmuls). The paper gives 20.8M for BoT50; ``tests/test_botnet.py`` pins these numbers.
+(``attn_impl='einsum'``; the default ``'auto'`` runs ``'matmul'`` at these sizes, whose
+relative logits are computed for all 2S - 1 offsets: a few MMACs more). The paper gives 20.8M
+for BoT50; ``tests/test_botnet.py`` pins these numbers.
 """
 import math
 from typing import Optional, Sequence, Tuple, Union
@@ -122,8 +123,8 @@ class BoTNet(HybridBackbone):
         num_heads (int): Attention heads. Defaults to 4.
         num_attn_blocks (int): How many of the last c5 blocks use attention. Defaults to 3.
         qkv_bias (bool): Bias in q/k/v (the paper has none). Defaults to False.
-        attn_impl (str): ``'sdpa'``, ``'sdpa_bias'`` or ``'einsum'``; see
-            :class:`RelPosAttention`. Defaults to ``'sdpa'``.
+        attn_impl (str): ``'auto'``, ``'matmul'``, ``'sdpa'``, ``'sdpa_bias'`` or ``'einsum'``;
+            see :class:`RelPosAttention`. Defaults to ``'auto'``.
         out_indices (Sequence[int] | int): Stages (c2..c5 = 0..3) to return. Defaults to (0, 1, 2, 3).
         frozen_stages (int): -1 freezes nothing; 0 the stem; k the stem and stages 1..k.
             Defaults to -1.
@@ -163,7 +164,7 @@ class BoTNet(HybridBackbone):
                  num_heads: int = 4,
                  num_attn_blocks: int = 3,
                  qkv_bias: bool = False,
-                 attn_impl: str = 'sdpa',
+                 attn_impl: str = 'auto',
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,

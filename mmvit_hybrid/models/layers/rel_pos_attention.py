@@ -15,9 +15,16 @@ tables, shared by the heads, and sized for the feature map the layer was built f
 Written for this package (the layout of the fused qkv projection and of the tables is timm's, so
 its weights copy over 1:1; timm: Copyright 2021 Ross Wightman, Apache-2.0).
 
-Three implementations of the same function (``attn_impl``):
+Four implementations of the same function (``attn_impl``), and ``'auto'`` (default) choosing:
 
-* ``'sdpa'`` (default): the relative logits are folded into the dot product, so one fused
+* ``'matmul'``: explicit logits with the fewest passes over the N x N tensor. The relative
+  logits of every offset, ``q . rel_h`` (N, 2H - 1) and ``q . rel_w`` (N, 2W - 1), are two small
+  matmuls; the offset -> key shift is a zero-copy strided view
+  (:func:`relative_to_absolute`), and :class:`RelPosLogits` adds both, broadcast, in place into
+  the ``q @ k^T`` buffer (its backward reduces the gradient over key columns / rows instead of
+  autograd's copies of an in-place view). Then softmax and ``attn @ v``: two (B, heads, N, N)
+  tensors at most, against five temporaries in timm's ``BottleneckAttn``.
+* ``'sdpa'``: the relative logits are folded into the dot product, so one fused
   ``scaled_dot_product_attention`` call without any N x N tensor computes them. With
   ``gh = q . rel_h[hk - hq + H - 1]`` over the H key rows (a (N, H) tensor) and ``gw`` over the W
   key columns (N, W), ``q . rel = [gh, gw] . [onehot(hk), onehot(wk)]``; the queries become
@@ -27,7 +34,18 @@ Three implementations of the same function (``attn_impl``):
   attention's matmul work.
 * ``'sdpa_bias'``: the (B, heads, N, N) relative logits are materialised and passed to SDPA as an
   additive ``attn_mask``.
-* ``'einsum'``: the straightforward reference (explicit logits, softmax, weighted sum).
+* ``'einsum'``: the straightforward reference (explicit logits, softmax, weighted sum; relative
+  logits from gathered (S, S, d) tables, independent of the strided view above).
+* ``'auto'``: ``'matmul'`` while the (B, heads, N, N) logits hold at most
+  :attr:`RelPosAttention.auto_max_logits` elements (2^26, 256 MiB in float32: a 64 x 64 map for
+  one image, a 1024 x 1024 BoTNet input), ``'sdpa'`` above (O(N) memory for large maps). Measured
+  on the CPU (``benchmarks/README.md``): ``'matmul'`` was the fastest at 14x14, 32x32 and 64x64.
+
+The fused q/k/v 1x1 projection (all implementations) is ``self.qkv(x)``, except where torch's
+own dispatch would run it on its ``slow_conv2d`` GEMM path (float32 CPU, single-threaded, batch
+below 16), which measured 2.2x slower than oneDNN here (AMD EPYC, ``benchmarks/README.md``): there
+:class:`Conv1x1ChannelsLast` runs oneDNN's convolution on a channels-last copy of the input (see
+:meth:`RelPosAttention.project_qkv`); the result is the same convolution.
 
 Any input size: with ``fixed_input_size=False`` (default) a feature map of another size than the
 tables' resamples them by linear interpolation along the offset axis (``align_corners=True``: the
@@ -66,6 +84,108 @@ def rel_to_abs_table(table: torch.Tensor, size: int) -> torch.Tensor:
     return table[index]
 
 
+def relative_to_absolute(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """Zero-copy view from logits per relative offset to logits per absolute key position.
+
+    Args:
+        logits (Tensor): (..., 2S - 1) logits of every offset, the query position along ``dim``
+            having size S (e.g. (B, heads, H, W, 2H - 1) with ``dim=2``).
+        dim (int): The query axis the offsets belong to (non-negative).
+
+    Returns:
+        Tensor: (..., S) view with ``[.., iq (at dim), .., ik] = logits[.., iq, .., ik - iq + S - 1]``.
+        The view never overlaps itself (a step along ``dim`` skips 2S - 2 >= S offsets), so a
+        gradient can be written through it.
+    """
+    size = logits.shape[dim]
+    if logits.shape[-1] != 2 * size - 1:
+        raise ValueError(f'relative_to_absolute: {logits.shape[-1]} offsets for {size} positions, expected {2 * size - 1}')
+    strides = list(logits.stride())
+    # [iq, ik] sits at (S - 1 + ik - iq) offsets: one step along the query axis is one offset back
+    strides[dim] -= strides[-1]
+    return logits.as_strided((*logits.shape[:-1], size), strides, logits.storage_offset() + (size - 1) * strides[-1])
+
+
+class RelPosLogits(torch.autograd.Function):
+    """``q @ k^T`` plus 2-D relative logits, computed into one (B, heads, N, N) buffer.
+
+    Forward: ``logits[.., (hq, wq), (hk, wk)] = q . k + logits_h[.., hq, wq, hk - hq + H - 1]
+    + logits_w[.., hq, wq, wk - wq + W - 1]``, the two relative terms added in place (broadcast)
+    to the matmul's output. Backward: ``grad_q = g @ k``, ``grad_k = g^T @ q``, and the relative
+    terms get ``g`` summed over key columns (resp. rows), written back through the same strided
+    views; no N x N copy (autograd's in-place-on-view handling would copy ``g`` twice).
+
+    Args (of ``apply``):
+        q (Tensor): (B, heads, N, d) queries (already scaled), N = H * W.
+        k (Tensor): (B, heads, N, d) keys.
+        logits_h (Tensor): (B, heads, H, W, 2H - 1): ``q . rel_h`` for every row offset.
+        logits_w (Tensor): (B, heads, H, W, 2W - 1): ``q . rel_w`` for every column offset.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, logits_h, logits_w):
+        B, heads, H, W, _ = logits_h.shape
+        ctx.save_for_backward(q, k)
+        ctx.logit_shapes = (logits_h.shape, logits_w.shape)
+        logits = q @ k.transpose(-1, -2)  # (B, heads, N, N)
+        # (B, heads, N, N) -> (B, heads, Hq, Wq, Hk, Wk); the relative terms broadcast over Wk, Hk
+        grid = logits.view(B, heads, H, W, H, W)
+        grid.add_(relative_to_absolute(logits_h, 2).unsqueeze(-1))
+        grid.add_(relative_to_absolute(logits_w, 3).unsqueeze(-2))
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k = ctx.saved_tensors
+        shape_h, shape_w = ctx.logit_shapes
+        B, heads, H, W, _ = shape_h
+        grad = grad.contiguous()
+        # computed as (B, heads, d, N) and returned transposed: the layout of the q/k channels in
+        # the (B, 3C, H, W) projection, which the gradient is stacked into next
+        grad_q = (k.transpose(-1, -2) @ grad.transpose(-1, -2)).transpose(-1, -2) if ctx.needs_input_grad[0] else None
+        grad_k = (q.transpose(-1, -2) @ grad).transpose(-1, -2) if ctx.needs_input_grad[1] else None
+        grid = grad.view(B, heads, H, W, H, W)  # (B, heads, Hq, Wq, Hk, Wk)
+        grad_h = grad_w = None
+        if ctx.needs_input_grad[2]:  # sum over key columns, back to the offsets (unused offsets: 0)
+            grad_h = grad.new_zeros(shape_h)
+            relative_to_absolute(grad_h, 2).copy_(grid.sum(-1))
+        if ctx.needs_input_grad[3]:  # sum over key rows
+            grad_w = grad.new_zeros(shape_w)
+            relative_to_absolute(grad_w, 3).copy_(grid.sum(-2))
+        return grad_q, grad_k, grad_h, grad_w
+
+
+class Conv1x1ChannelsLast(torch.autograd.Function):
+    """A 1x1 convolution run by oneDNN on a channels-last copy of the input (CPU, float32).
+
+    Forward: ``torch.mkldnn_convolution`` on channels-last data, which measured 2.2x faster here
+    than what ``F.conv2d`` dispatches to for a single-threaded 1x1 convolution. Backward: torch's
+    ``convolution_backward`` on the NCHW input and gradient, the layout whose backward measured
+    fastest (channels-last: 1.0-1.7x slower). The output is channels-last.
+
+    Args (of ``apply``):
+        x (Tensor): (B, C_in, H, W) input.
+        weight (Tensor): (C_out, C_in, 1, 1).
+        bias (Tensor, optional): (C_out, ).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.mkldnn_convolution(x.contiguous(memory_format=torch.channels_last), weight, bias,
+                                        (0, 0), (1, 1), (1, 1), 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad.contiguous(), x.contiguous(), weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [0, 0],
+            [1, 1], False, [0, 0], 1, mask)
+        return grad_x, grad_w, grad_b
+
+
 class RelPosAttention(BaseModule):
     """Multi-head self-attention over a (B, C, H, W) map with 2-D relative position logits.
 
@@ -82,9 +202,11 @@ class RelPosAttention(BaseModule):
         qkv_bias (bool): Bias in the fused q/k/v projection (BoTNet has none). Defaults to False.
         fixed_input_size (bool): Raise on any other map size than ``feat_size`` (the paper's fixed
             canvas) instead of resampling the tables. Defaults to False.
-        attn_impl (str): ``'sdpa'`` (relative logits folded into SDPA's q/k, O(N) memory),
-            ``'sdpa_bias'`` (SDPA with the N x N logits as additive mask) or ``'einsum'``
-            (reference). Defaults to ``'sdpa'``.
+        attn_impl (str): ``'auto'`` (``'matmul'`` up to :attr:`auto_max_logits` logits, else
+            ``'sdpa'``), ``'matmul'`` (explicit logits, relative terms added in place),
+            ``'sdpa'`` (relative logits folded into SDPA's q/k, O(N) memory), ``'sdpa_bias'``
+            (SDPA with the N x N logits as additive mask) or ``'einsum'`` (reference). See the
+            module docstring. Defaults to ``'auto'``.
         init_cfg (dict, optional): Initialisation config. Defaults to None (truncated normal,
             fan-in std for qkv, d^-0.5 for the tables).
 
@@ -97,7 +219,9 @@ class RelPosAttention(BaseModule):
         >>> tuple(attn(torch.rand(2, 64, 7, 13)).shape)  # tables resampled to 7x13
         (2, 64, 4, 7)
     """
-    attn_impls = ('sdpa', 'sdpa_bias', 'einsum')
+    attn_impls = ('auto', 'matmul', 'sdpa', 'sdpa_bias', 'einsum')
+    #: ``'auto'`` takes ``'matmul'`` while B * heads * N * N is at most this (256 MiB of float32)
+    auto_max_logits = 2**26
 
     def __init__(self,
                  embed_dims: int,
@@ -106,7 +230,7 @@ class RelPosAttention(BaseModule):
                  stride: int = 1,
                  qkv_bias: bool = False,
                  fixed_input_size: bool = False,
-                 attn_impl: str = 'sdpa',
+                 attn_impl: str = 'auto',
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_heads, int) or num_heads < 1 or embed_dims % num_heads:
@@ -169,14 +293,59 @@ class RelPosAttention(BaseModule):
         # (B, heads, H, W, H) -> (B, heads, N, H); (B, heads, H, W, W) -> (B, heads, N, W)
         return logits_h.reshape(B, heads, N, height), logits_w.reshape(B, heads, N, width)
 
+    def rel_logits_by_offset(self, q: torch.Tensor, height: int,
+                             width: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Relative logits of q (B, heads, N, d), N = H * W, for every offset:
+        (B, heads, H, W, 2H - 1) = q . rel_h and (B, heads, H, W, 2W - 1) = q . rel_w
+        (:func:`relative_to_absolute` views them per key row / column)."""
+        rel_h, rel_w = self.rel_tables(height, width)
+        B, heads, N, d = q.shape
+        q = q.reshape(B, heads, height, width, d)  # (B, heads, N, d) -> (B, heads, H, W, d)
+        return q @ rel_h.t(), q @ rel_w.t()
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused q/k/v 1x1 convolution, (B, C, H, W) -> (B, 3C, H, W).
+
+        Runs :class:`Conv1x1ChannelsLast` (oneDNN on a channels-last copy; channels-last output)
+        exactly where torch's own dispatch would not use oneDNN for this convolution: float32 CPU
+        tensors, torch single-threaded and a batch below 16 (``aten/src/ATen/native/Convolution.cpp``
+        then picks ``slow_conv2d``, "THNN is faster when single-threaded", measured 2.2x slower
+        than oneDNN here), outside autocast and ``torch.compile``. Otherwise ``self.qkv(x)``.
+        """
+        weight = self.qkv.weight
+        if (x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32 and x.shape[0] < 16
+                and torch.get_num_threads() == 1 and torch.backends.mkldnn.is_available()
+                and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu')
+                and not torch.compiler.is_compiling()):
+            return Conv1x1ChannelsLast.apply(x, weight, self.qkv.bias)
+        return self.qkv(x)
+
+    def resolve_impl(self, batch: int, num_tokens: int) -> str:
+        """The implementation ``forward`` uses for a batch of ``num_tokens``-token maps."""
+        if self.attn_impl != 'auto':
+            return self.attn_impl
+        fits = batch * self.num_heads * num_tokens * num_tokens <= self.auto_max_logits
+        return 'matmul' if fits else 'sdpa'
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W), or (B, C, ceil(H / 2), ceil(W / 2)) with stride 2."""
         B, C, H, W = x.shape
         N, heads, d = H * W, self.num_heads, self.head_dims
-        # (B, 3C, H, W) -> 3 x (B, heads, d, N) -> (B, heads, N, d); channel order q|k|v, then heads
-        q, k, v = self.qkv(x).reshape(B, 3, heads, d, N).transpose(-1, -2).unbind(1)
-        logits_h, logits_w = self.rel_logits(q, H, W)
-        if self.attn_impl == 'sdpa':
+        # (B, 3C, H, W) -> (B, 3, heads, d, N) (a view, NCHW or channels-last) -> 3 x (B, heads, d, N)
+        # -> 3 x (B, heads, N, d); channel order q|k|v, then heads. Unbinding before transposing makes
+        # the backward stack the three gradients straight into (B, 3C, H, W) order (one pass).
+        qkv = self.project_qkv(x).unflatten(1, (3, heads, d)).flatten(4).unbind(1)
+        q, k, v = (t.transpose(-1, -2) for t in qkv)
+        impl = self.resolve_impl(B, N)
+        if impl == 'matmul':
+            q = q * self.scale  # s (q.k + q.rel) = (s q).k + (s q).rel
+            logits = RelPosLogits.apply(q, k, *self.rel_logits_by_offset(q, H, W))  # (B, heads, N, N)
+            out = logits.softmax(dim=-1) @ v
+        elif impl == 'sdpa':
+            logits_h, logits_w = self.rel_logits_by_offset(q, H, W)
+            # (B, heads, H, W, H) -> (B, heads, N, H); (B, heads, H, W, W) -> (B, heads, N, W)
+            logits_h = relative_to_absolute(logits_h, 2).reshape(B, heads, N, H)
+            logits_w = relative_to_absolute(logits_w, 3).reshape(B, heads, N, W)
             rows = torch.arange(N, device=x.device)
             onehot_h = F.one_hot(rows // W, H).to(q.dtype)  # (N, H): the row of each key
             onehot_w = F.one_hot(rows % W, W).to(q.dtype)  # (N, W): the column of each key
@@ -188,9 +357,10 @@ class RelPosAttention(BaseModule):
             q, k, v = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)[..., :d]
         else:
+            logits_h, logits_w = self.rel_logits(q, H, W)
             # (B, heads, N, H, 1) + (B, heads, N, 1, W) -> (B, heads, N, H * W = N)
             rel = (logits_h.unsqueeze(-1) + logits_w.unsqueeze(-2)).reshape(B, heads, N, N)
-            if self.attn_impl == 'sdpa_bias':
+            if impl == 'sdpa_bias':
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=rel * self.scale, scale=self.scale)
             else:
                 attn = ((torch.einsum('bnid,bnjd->bnij', q, k) + rel) * self.scale).softmax(dim=-1)
