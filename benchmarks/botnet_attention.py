@@ -3,7 +3,9 @@
 Compares :class:`mmvit_hybrid.models.layers.RelPosAttention`'s ``attn_impl`` values inside a whole
 BoT50 (``img_size`` = the input size, so the tables are used as built):
 
-* ``sdpa``: relative logits folded into SDPA's q/k (no N x N tensor; the default),
+* ``auto`` (the default): ``matmul`` while the logits hold at most 2^26 elements, else ``sdpa``,
+* ``matmul``: explicit logits, the relative terms added in place (``RelPosLogits``),
+* ``sdpa``: relative logits folded into SDPA's q/k (no N x N tensor),
 * ``sdpa_bias``: SDPA with the N x N relative logits as additive ``attn_mask``,
 * ``einsum``: the straightforward implementation (explicit logits, softmax, weighted sum).
 
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import time
 
-IMPLS = ('sdpa', 'sdpa_bias', 'einsum')
+IMPLS = ('auto', 'matmul', 'sdpa', 'sdpa_bias', 'einsum')
 
 
 def rss_kib() -> int:

@@ -15,7 +15,8 @@ from mmvit_hybrid.models import BoTNet
 from mmvit_hybrid.models.backbones import botnet as botnet_module
 from mmvit_hybrid.models.backbones.botnet import BoTBlock
 from mmvit_hybrid.models.layers import RelPosAttention
-from mmvit_hybrid.models.layers.rel_pos_attention import RelPosLogits, relative_to_absolute, resize_rel_pos
+from mmvit_hybrid.models.layers.rel_pos_attention import (RelPosLogits, absolute_to_relative, avg_pool_2x2_ceil,
+                                                         relative_to_absolute, resize_rel_pos)
 from mmvit_hybrid.utils.complexity import count_flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,6 +292,38 @@ def test_rel_pos_attention_auto_picks_matmul_then_sdpa():
         torch.testing.assert_close(attn(x), small, rtol=1e-5, atol=1e-6)
     fixed = RelPosAttention(64, num_heads=4, feat_size=(6, 5), attn_impl='einsum')
     assert fixed.resolve_impl(100, 10**4) == 'einsum'
+
+
+def test_absolute_to_relative_is_the_adjoint_of_the_view():
+    """<relative_to_absolute(L), G> == <L, absolute_to_relative(G)> for both axes."""
+    gen = torch.Generator().manual_seed(5)
+    for dim, size in ((2, 4), (3, 5)):
+        logits = torch.randn(2, 3, 4, 5, 2 * size - 1, dtype=torch.float64, generator=gen)
+        grad = torch.randn(2, 3, 4, 5, size, dtype=torch.float64, generator=gen)
+        lhs = (relative_to_absolute(logits, dim) * grad).sum()
+        torch.testing.assert_close(lhs, (logits * absolute_to_relative(grad, dim)).sum())
+
+
+def test_avg_pool_2x2_ceil_under_inductor_matches_eager_gradients():
+    """torch 2.13's inductor gets avg_pool2d(ceil_mode=True)'s backward wrong on odd maps (contrast);
+    avg_pool_2x2_ceil's compiled form matches eager in value and gradient."""
+    x = torch.randn(2, 3, 6, 5, generator=torch.Generator().manual_seed(6), requires_grad=True)
+
+    def value_and_grad(fn):
+        out = fn(x)
+        weight = torch.arange(out.numel(), dtype=out.dtype).view(out.shape)
+        return out, torch.autograd.grad((out * weight).sum(), x)[0]
+
+    eager_out, eager_grad = value_and_grad(avg_pool_2x2_ceil)
+    torch.testing.assert_close(eager_out, F.avg_pool2d(x, 2, 2, ceil_mode=True))
+    torch._dynamo.reset()
+    out, grad = value_and_grad(torch.compile(avg_pool_2x2_ceil, backend='inductor', fullgraph=True))
+    torch.testing.assert_close(out, eager_out)
+    torch.testing.assert_close(grad, eager_grad)
+    torch._dynamo.reset()
+    plain = torch.compile(lambda t: F.avg_pool2d(t, 2, 2, ceil_mode=True), backend='inductor', fullgraph=True)
+    _, plain_grad = value_and_grad(plain)
+    assert (plain_grad - eager_grad).abs().max() > 0.1  # the torch bug the workaround avoids
 
 
 @pytest.fixture

@@ -94,16 +94,73 @@ def relative_to_absolute(logits: torch.Tensor, dim: int) -> torch.Tensor:
 
     Returns:
         Tensor: (..., S) view with ``[.., iq (at dim), .., ik] = logits[.., iq, .., ik - iq + S - 1]``.
-        The view never overlaps itself (a step along ``dim`` skips 2S - 2 >= S offsets), so a
-        gradient can be written through it.
+        The view never overlaps itself (a step along ``dim`` skips 2S - 2 >= S offsets).
+        Not for autograd (its ``as_strided`` reaches before the narrowed start, which autograd's
+        ``as_strided`` backward does not map back): differentiate through
+        :class:`RelativeToAbsolute` or :class:`RelPosLogits`, whose backward is
+        :func:`absolute_to_relative`.
     """
     size = logits.shape[dim]
     if logits.shape[-1] != 2 * size - 1:
         raise ValueError(f'relative_to_absolute: {logits.shape[-1]} offsets for {size} positions, expected {2 * size - 1}')
     strides = list(logits.stride())
-    # [iq, ik] sits at (S - 1 + ik - iq) offsets: one step along the query axis is one offset back
+    # [iq, ik] sits at offset S - 1 + ik - iq: one step along the query axis is one offset back.
+    # Start from the zero offset of query 0 (as_strided keeps the narrowed view's storage offset).
     strides[dim] -= strides[-1]
-    return logits.as_strided((*logits.shape[:-1], size), strides, logits.storage_offset() + (size - 1) * strides[-1])
+    zero_offset = logits.narrow(-1, size - 1, size)  # (..., S): [.., iq, .., ik] -> offset S - 1 + ik
+    return zero_offset.as_strided(zero_offset.shape, strides)
+
+
+def absolute_to_relative(grad: torch.Tensor, dim: int) -> torch.Tensor:
+    """The gradient of :func:`relative_to_absolute`: (..., S) per key -> a new (..., 2S - 1) per
+    offset (offsets no query reaches get 0). Functional (``as_strided_scatter``), so that
+    ``torch.compile`` can trace it.
+
+    Args:
+        grad (Tensor): (..., S) gradient of the per-key view, query axis ``dim`` of size S.
+        dim (int): The query axis (non-negative).
+    """
+    size = grad.shape[dim]
+    zeros = grad.new_zeros(*grad.shape[:-1], 2 * size - 1)
+    strides = list(zeros.stride())
+    strides[dim] -= strides[-1]  # as in relative_to_absolute
+    return torch.as_strided_scatter(zeros, grad, grad.shape, strides, (size - 1) * strides[-1])
+
+
+def avg_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
+    """2x2, stride-2 average pooling with ``ceil_mode``: (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2));
+    the windows cut by an odd edge average their in-bounds elements.
+
+    Under ``torch.compile`` an odd map is zero-padded and divided by the in-bounds fraction instead:
+    inductor (torch 2.13) computes the *backward* of ``avg_pool2d(ceil_mode=True)`` with the full
+    divisor 4 on odd maps (the forward is right, the gradients of the edge cells are halved or
+    quartered; ``tests/test_botnet.py`` shows it).
+    """
+    H, W = x.shape[-2:]
+    if not torch.compiler.is_compiling() or (H % 2 == 0 and W % 2 == 0):
+        return F.avg_pool2d(x, 2, 2, ceil_mode=True)
+    pad = (0, W % 2, 0, H % 2)
+    window_sum = F.avg_pool2d(F.pad(x, pad), 2, 2)  # (sum of the in-bounds elements) / 4
+    in_bounds = F.avg_pool2d(F.pad(x.new_ones(1, 1, H, W), pad), 2, 2)  # (in-bounds elements) / 4
+    return window_sum / in_bounds
+
+
+class RelativeToAbsolute(torch.autograd.Function):
+    """Differentiable, materialised :func:`relative_to_absolute`: (..., 2S - 1) -> new (..., S).
+
+    Args (of ``apply``):
+        logits (Tensor): (..., 2S - 1) logits per offset.
+        dim (int): The query axis (non-negative).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, dim):
+        ctx.dim = dim
+        return relative_to_absolute(logits, dim).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return absolute_to_relative(grad, ctx.dim), None
 
 
 class RelPosLogits(torch.autograd.Function):
@@ -126,7 +183,7 @@ class RelPosLogits(torch.autograd.Function):
     def forward(ctx, q, k, logits_h, logits_w):
         B, heads, H, W, _ = logits_h.shape
         ctx.save_for_backward(q, k)
-        ctx.logit_shapes = (logits_h.shape, logits_w.shape)
+        ctx.grid_shape = (B, heads, H, W)
         logits = q @ k.transpose(-1, -2)  # (B, heads, N, N)
         # (B, heads, N, N) -> (B, heads, Hq, Wq, Hk, Wk); the relative terms broadcast over Wk, Hk
         grid = logits.view(B, heads, H, W, H, W)
@@ -137,21 +194,16 @@ class RelPosLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         q, k = ctx.saved_tensors
-        shape_h, shape_w = ctx.logit_shapes
-        B, heads, H, W, _ = shape_h
+        B, heads, H, W = ctx.grid_shape
         grad = grad.contiguous()
         # computed as (B, heads, d, N) and returned transposed: the layout of the q/k channels in
         # the (B, 3C, H, W) projection, which the gradient is stacked into next
         grad_q = (k.transpose(-1, -2) @ grad.transpose(-1, -2)).transpose(-1, -2) if ctx.needs_input_grad[0] else None
         grad_k = (q.transpose(-1, -2) @ grad).transpose(-1, -2) if ctx.needs_input_grad[1] else None
         grid = grad.view(B, heads, H, W, H, W)  # (B, heads, Hq, Wq, Hk, Wk)
-        grad_h = grad_w = None
-        if ctx.needs_input_grad[2]:  # sum over key columns, back to the offsets (unused offsets: 0)
-            grad_h = grad.new_zeros(shape_h)
-            relative_to_absolute(grad_h, 2).copy_(grid.sum(-1))
-        if ctx.needs_input_grad[3]:  # sum over key rows
-            grad_w = grad.new_zeros(shape_w)
-            relative_to_absolute(grad_w, 3).copy_(grid.sum(-2))
+        # relative terms: summed over key columns (rows), back to the offsets
+        grad_h = absolute_to_relative(grid.sum(-1), 2) if ctx.needs_input_grad[2] else None
+        grad_w = absolute_to_relative(grid.sum(-2), 3) if ctx.needs_input_grad[3] else None
         return grad_q, grad_k, grad_h, grad_w
 
 
@@ -255,7 +307,6 @@ class RelPosAttention(BaseModule):
         self.qkv = nn.Conv2d(embed_dims, 3 * embed_dims, 1, bias=qkv_bias)
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * feat_size[0] - 1, self.head_dims))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * feat_size[1] - 1, self.head_dims))
-        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -313,10 +364,10 @@ class RelPosAttention(BaseModule):
         than oneDNN here), outside autocast and ``torch.compile``. Otherwise ``self.qkv(x)``.
         """
         weight = self.qkv.weight
-        if (x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32 and x.shape[0] < 16
-                and torch.get_num_threads() == 1 and torch.backends.mkldnn.is_available()
-                and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu')
-                and not torch.compiler.is_compiling()):
+        if (not torch.compiler.is_compiling() and x.device.type == 'cpu' and x.shape[0] < 16
+                and x.dtype == weight.dtype == torch.float32 and torch.get_num_threads() == 1
+                and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+                and not torch.is_autocast_enabled('cpu')):
             return Conv1x1ChannelsLast.apply(x, weight, self.qkv.bias)
         return self.qkv(x)
 
@@ -344,8 +395,8 @@ class RelPosAttention(BaseModule):
         elif impl == 'sdpa':
             logits_h, logits_w = self.rel_logits_by_offset(q, H, W)
             # (B, heads, H, W, H) -> (B, heads, N, H); (B, heads, H, W, W) -> (B, heads, N, W)
-            logits_h = relative_to_absolute(logits_h, 2).reshape(B, heads, N, H)
-            logits_w = relative_to_absolute(logits_w, 3).reshape(B, heads, N, W)
+            logits_h = RelativeToAbsolute.apply(logits_h, 2).reshape(B, heads, N, H)
+            logits_w = RelativeToAbsolute.apply(logits_w, 3).reshape(B, heads, N, W)
             rows = torch.arange(N, device=x.device)
             onehot_h = F.one_hot(rows // W, H).to(q.dtype)  # (N, H): the row of each key
             onehot_w = F.one_hot(rows % W, W).to(q.dtype)  # (N, W): the column of each key
@@ -366,7 +417,7 @@ class RelPosAttention(BaseModule):
                 attn = ((torch.einsum('bnid,bnjd->bnij', q, k) + rel) * self.scale).softmax(dim=-1)
                 out = torch.einsum('bnij,bnjd->bnid', attn, v)
         out = out.transpose(-1, -2).reshape(B, C, H, W)  # (B, heads, N, d) -> (B, heads, d, N) -> (B, C, H, W)
-        return self.pool(out)
+        return avg_pool_2x2_ceil(out) if self.stride == 2 else out
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, feat_size={self.feat_size}, '
