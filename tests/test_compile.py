@@ -26,6 +26,15 @@ TINY = {
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
+def param_grads(model, forward, x, weights):
+    """Gradients of sum(output_i * weights_i) for every parameter of ``model``, run through ``forward``."""
+    model.zero_grad(set_to_none=True)
+    outs = forward(x)
+    outs = outs if isinstance(outs, (tuple, list)) else (outs, )
+    sum((o * w).sum() for o, w in zip(outs, weights)).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
 def build(name):
     torch.manual_seed(0)
     model = TINY[name]()
@@ -54,14 +63,8 @@ def test_volo_compiled_gradients_match_eager():
     model = build('volo')
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     weights = [torch.randn(o.shape, generator=torch.Generator().manual_seed(4)) for o in model(x)]
-
-    def grads(m):
-        model.zero_grad(set_to_none=True)
-        sum((o * w).sum() for o, w in zip(m(x), weights)).backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters()}
-
-    expected = grads(model)
-    actual = grads(torch.compile(model, backend=BACKEND))
+    expected = param_grads(model, model, x, weights)
+    actual = param_grads(model, torch.compile(model, backend=BACKEND), x, weights)
     assert expected.keys() == actual.keys()
     outlook_grad = expected['stages.0.0.attn.v.weight']
     assert outlook_grad.abs().max() > 0
@@ -80,15 +83,10 @@ def test_botnet_compiles_as_one_graph_with_matching_gradients():
             torch.nn.init.constant_(module.weight, 1.0)
     x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(5))
     weights = [torch.randn(o.shape, generator=torch.Generator().manual_seed(6)) for o in model(x)]
-
-    def grads(m):
-        model.zero_grad(set_to_none=True)
-        sum((o * w).sum() for o, w in zip(m(x), weights)).backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters()}
-
-    expected = grads(model)
-    actual = grads(torch.compile(model, backend=BACKEND, fullgraph=True))
+    expected = param_grads(model, model, x, weights)
+    actual = param_grads(model, torch.compile(model, backend=BACKEND, fullgraph=True), x, weights)
     rel_pos = [n for n in expected if 'rel_pos' in n]
     assert rel_pos and all(expected[n].abs().max() > 0 for n in rel_pos)
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], rtol=1e-4, atol=1e-5, msg=name)
+    for name in expected:  # float32 sums of magnitude ~100: compare relative to each tensor's scale
+        scale = expected[name].abs().max().item()
+        assert (actual[name] - expected[name]).abs().max().item() <= 1e-5 * scale + 1e-6, name
