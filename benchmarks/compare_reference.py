@@ -18,11 +18,11 @@ Cases:
 Timing: per case the two models alternate (A, B, A, B, ...) after ``--warmup`` untimed rounds
 each; the median of ``--iters`` timed calls per model is reported, and ``ratio`` = reference time /
 ours (> 1: ours faster). Outputs are compared (max abs diff) before timing. Peak memory:
-``--memory`` runs each model in a fresh subprocess: one warm-up step, then the peak resident set
-size is reset (``/proc/self/clear_refs``) and the growth of the peak (VmHWM) over one more step
-is reported (the activations and temporaries, CPU; glibc's mmap threshold fixed at 128 KiB and the
-free heap returned to the OS first, so that large blocks are not served from cached memory), or
-``torch.cuda.max_memory_allocated`` growth (CUDA).
+``--memory`` runs each model in a fresh subprocess: one warm-up step, then one step under
+``torch.profiler`` with ``profile_memory=True``; the allocator's allocations and frees, in time
+order, give the peak of the bytes held above the step's start (the activations and temporaries,
+CPU; deterministic, unlike the process's resident size, which glibc's caching blurs by several
+MiB), or ``torch.cuda.max_memory_allocated`` growth (CUDA).
 
 Examples:
     python benchmarks/compare_reference.py                       # all cases, fp32, CPU
@@ -31,7 +31,6 @@ Examples:
 """
 import argparse
 import contextlib
-import gc
 import importlib.util
 import json
 import os
@@ -155,29 +154,18 @@ def time_interleaved(steps, warmup, iters, device):
     return times
 
 
-def rss_kib():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
-
-
-def vm_hwm_kib():
-    """Peak resident set size since the last reset (``/proc/self/status`` VmHWM)."""
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM'))
-
-
-def release_cpu_memory():
-    """Make the CPU peak-RSS measurement see allocations: glibc's malloc serves large blocks from
-    memory it keeps after frees (a dynamic mmap threshold up to 32 MiB), so a repeated step would
-    not grow the RSS. Fix the mmap threshold at 128 KiB (large blocks are mapped and unmapped) and
-    return the free heap pages to the OS. A no-op where glibc is not available."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL('libc.so.6')
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+def allocator_peak_mib(step) -> float:
+    """Peak of the bytes the CPU allocator holds during ``step()`` above what it held before,
+    from ``torch.profiler``'s memory records (each op's own allocations minus frees, and the
+    frees recorded outside ops, summed in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    held = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        held += event.cpu_memory_usage if event.name == '[memory]' else event.self_cpu_memory_usage
+        peak = max(peak, held)
+    return peak / 2**20
 
 
 def measure_memory(args, case, size, batch, which):
@@ -209,13 +197,7 @@ def memory_child(spec):
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         step()  # warm-up: one-off allocations (thread pools, oneDNN primitives) are not the model's
-        gc.collect()
-        release_cpu_memory()
-        with open('/proc/self/clear_refs', 'w') as f:  # reset the peak RSS (VmHWM) to the current RSS
-            f.write('5')
-        base = rss_kib()
-        step()
-        peak = (vm_hwm_kib() - base) / 1024
+        peak = allocator_peak_mib(step)
     print(json.dumps(dict(peak_mib=peak)))
 
 

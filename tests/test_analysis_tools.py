@@ -174,3 +174,34 @@ def test_get_flops_bad_arguments():
         get_flops.parse_shape([0])
     with pytest.raises(ValueError, match='batch'):
         get_flops.get_flops(str(ROOT / 'configs/volo/volo_d1_in1k.py'), [64], batch=0)
+
+
+# ------------------------------------------------------------------ side-by-side comparison script
+
+
+def test_allocator_peak_counts_live_bytes():
+    """Held 4 MiB, then 4 + 8 MiB at once, then 8 MiB: the peak is 12 MiB, whatever glibc keeps."""
+    compare = _load('compare_reference', 'benchmarks/compare_reference.py')
+
+    def step():
+        a = torch.empty(2**20)  # 4 MiB of float32
+        b = torch.empty(2**21)  # 8 MiB
+        del a
+        c = torch.empty(2**20)  # 4 MiB, after a was freed
+        return b, c
+
+    assert compare.allocator_peak_mib(step) == pytest.approx(12.0, abs=0.01)
+    assert compare.allocator_peak_mib(lambda: torch.zeros(2**18).sum()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_compare_reference_bot_attention_row():
+    """The script's BoT-attention case: timm's layer and ours agree, both are timed and measured."""
+    compare = _load('compare_reference', 'benchmarks/compare_reference.py')
+    rows = compare.main(['--cases', 'bot_attn', '--sizes', '64', '--batch', '2', '--iters', '2', '--warmup', '1',
+                         '--threads', '1', '--memory', '--mode', 'fwdbwd'])
+    (row, ) = rows
+    assert (row['case'], row['size'], row['batch']) == ('bot_attn', 64, 2)
+    assert row['diff'] < 1e-5
+    assert row['ref_ms'] > 0 and row['ours_ms'] > 0 and row['ratio'] == pytest.approx(row['ref_ms'] / row['ours_ms'])
+    # both hold at least the (2, 4, 16, 16) attention probabilities during the step
+    assert min(row['ref_mib'], row['ours_mib']) >= 2 * 4 * 16 * 16 * 4 / 2**20

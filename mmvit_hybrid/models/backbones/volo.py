@@ -296,13 +296,29 @@ class VOLO(HybridBackbone):
             raise ValueError(f'VOLO needs inputs of at least {self.min_input_size}x{self.min_input_size} '
                              f'(stride 16 tokens), got {tuple(x.shape[-2:])}; pad or resize the image')
 
+    def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.patch_embed`` (stem and patch projection): (B, C_in, H, W) -> (B, C0, H/8, W/8).
+
+        Each stem ``ConvModule``'s conv, norm and activation are called in turn, dropping every
+        input as soon as its conv has run: ``ConvModule.forward`` holds its input through the norm
+        and the activation, one more stem-sized activation (12 MiB for 4 x 224 x 224) at the
+        forward's peak memory, which is in the stem.
+        """
+        for block in self.patch_embed.stem:
+            x = block.conv(x)
+            if block.with_norm:
+                x = block.norm(x)
+            if block.with_activation:
+                x = block.activate(x)
+        return self.patch_embed.proj(x)
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``'featmap'``: (B, C_in, H, W) -> tuple of (B, embed_dims[i], H / s_i, W / s_i) for the
         out indices and out strides; ``'cls_and_tokens'``: -> ((B, C), (B, C, H/16, W/16))."""
         self._check_input(x)
         # contiguous channels-last tokens: a permuted view would make every residual sum inherit its
         # strides, and each LayerNorm / Linear of the blocks would then copy its input first
-        x = self.patch_embed(x).permute(0, 2, 3, 1).contiguous()  # (B, C0, H/8, W/8) -> (B, H/8, W/8, C0)
+        x = self.embed_patches(x).permute(0, 2, 3, 1).contiguous()  # (B, C0, H/8, W/8) -> (B, H/8, W/8, C0)
         feats = {}
         last = self.out_indices[-1]
         for i, stage in enumerate(self.stages):
