@@ -3,7 +3,7 @@
 Compares :class:`mmvit_hybrid.models.layers.RelPosAttention`'s ``attn_impl`` values inside a whole
 BoT50 (``img_size`` = the input size, so the tables are used as built):
 
-* ``auto`` (the default): ``matmul`` while the logits hold at most 2^26 elements, else ``sdpa``,
+* ``auto`` (the default): ``matmul`` while the logits hold at most 2^24 elements, else ``sdpa``,
 * ``matmul``: explicit logits, the relative terms added in place (``RelPosLogits``),
 * ``sdpa``: relative logits folded into SDPA's q/k (no N x N tensor),
 * ``sdpa_bias``: SDPA with the N x N relative logits as additive ``attn_mask``,

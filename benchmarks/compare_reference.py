@@ -10,8 +10,9 @@ Cases:
   32x32 token grid: global attention over 1024 tokens, outlookers on 64x64).
 * ``bot_attn``: BoTNet's c5 attention layer: timm's ``BottleneckAttn`` (``scale_pos_embed=True``,
   the paper's math) vs :class:`mmvit_hybrid.models.layers.RelPosAttention` (default
-  ``attn_impl='sdpa'``), same qkv weights and relative tables, at the first c5 block's input (512
-  channels, 4 heads, stride 2; 14x14 for a 224 image, 32x32 for 512). timm has no BoT50: its
+  ``attn_impl='auto'``, i.e. ``'matmul'`` at these sizes), same qkv weights and relative tables,
+  at the first c5 block's input (512 channels, 4 heads, stride 2; 14x14 for a 224 image, 32x32
+  for 512). timm has no BoT50: its
   ``botnet50ts_256`` is another network (tiered 3-conv stem, SiLU, attention interleaved in c3/c4,
   fixed 256 input), so the whole-network comparison is not possible with identical weights.
 

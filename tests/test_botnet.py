@@ -282,8 +282,9 @@ def test_rel_pos_attention_auto_picks_matmul_then_sdpa():
     attn = RelPosAttention(64, num_heads=4, feat_size=(6, 5)).eval()
     assert attn.attn_impl == 'auto'
     assert attn.resolve_impl(2, 30) == 'matmul'  # 2 * 4 * 30 * 30 logits
-    assert attn.resolve_impl(1, 4096) == 'matmul'  # one 64x64 map: 2^26 logits, the limit
-    assert attn.resolve_impl(2, 4096) == 'sdpa'
+    assert attn.resolve_impl(4, 1024) == 'matmul'  # four 32x32 maps: 2^24 logits, the limit
+    assert attn.resolve_impl(5, 1024) == 'sdpa'
+    assert attn.resolve_impl(1, 4096) == 'sdpa'  # one 64x64 map: 2^26 logits
     x = torch.randn(2, 64, 6, 5)
     with torch.no_grad():
         small = attn(x)

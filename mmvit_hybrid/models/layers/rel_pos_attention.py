@@ -37,9 +37,11 @@ Four implementations of the same function (``attn_impl``), and ``'auto'`` (defau
 * ``'einsum'``: the straightforward reference (explicit logits, softmax, weighted sum; relative
   logits from gathered (S, S, d) tables, independent of the strided view above).
 * ``'auto'``: ``'matmul'`` while the (B, heads, N, N) logits hold at most
-  :attr:`RelPosAttention.auto_max_logits` elements (2^26, 256 MiB in float32: a 64 x 64 map for
-  one image, a 1024 x 1024 BoTNet input), ``'sdpa'`` above (O(N) memory for large maps). Measured
-  on the CPU (``benchmarks/README.md``): ``'matmul'`` was the fastest at 14x14, 32x32 and 64x64.
+  :attr:`RelPosAttention.auto_max_logits` elements (2^24, 64 MiB in float32: four 32 x 32 maps,
+  i.e. four 512 x 512 BoTNet inputs), ``'sdpa'`` above (O(N) memory for large maps, such as the
+  64 x 64 maps of the 1024 x 1024 detection canvas). Measured on the CPU
+  (``benchmarks/README.md``, ``configs/botnet/README.md``): ``'matmul'`` was the fastest at 14x14,
+  32x32 and 64x64, but at 64x64 it holds 3.4x the memory of ``'sdpa'``.
 
 The fused q/k/v 1x1 projection (all implementations) is ``self.qkv(x)``, except where torch's
 own dispatch would run it on its ``slow_conv2d`` GEMM path (float32 CPU, single-threaded, batch
@@ -102,7 +104,8 @@ def relative_to_absolute(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """
     size = logits.shape[dim]
     if logits.shape[-1] != 2 * size - 1:
-        raise ValueError(f'relative_to_absolute: {logits.shape[-1]} offsets for {size} positions, expected {2 * size - 1}')
+        raise ValueError(f'relative_to_absolute: {logits.shape[-1]} offsets for {size} positions, '
+                         f'expected {2 * size - 1}')
     strides = list(logits.stride())
     # [iq, ik] sits at offset S - 1 + ik - iq: one step along the query axis is one offset back.
     # Start from the zero offset of query 0 (as_strided keeps the narrowed view's storage offset).
@@ -169,8 +172,9 @@ class RelPosLogits(torch.autograd.Function):
     Forward: ``logits[.., (hq, wq), (hk, wk)] = q . k + logits_h[.., hq, wq, hk - hq + H - 1]
     + logits_w[.., hq, wq, wk - wq + W - 1]``, the two relative terms added in place (broadcast)
     to the matmul's output. Backward: ``grad_q = g @ k``, ``grad_k = g^T @ q``, and the relative
-    terms get ``g`` summed over key columns (resp. rows), written back through the same strided
-    views; no N x N copy (autograd's in-place-on-view handling would copy ``g`` twice).
+    terms get ``g`` summed over key columns (resp. rows), scattered back to the offsets
+    (:func:`absolute_to_relative`); no N x N copy (autograd's in-place-on-view handling would copy
+    ``g`` twice).
 
     Args (of ``apply``):
         q (Tensor): (B, heads, N, d) queries (already scaled), N = H * W.
@@ -198,8 +202,11 @@ class RelPosLogits(torch.autograd.Function):
         grad = grad.contiguous()
         # computed as (B, heads, d, N) and returned transposed: the layout of the q/k channels in
         # the (B, 3C, H, W) projection, which the gradient is stacked into next
-        grad_q = (k.transpose(-1, -2) @ grad.transpose(-1, -2)).transpose(-1, -2) if ctx.needs_input_grad[0] else None
-        grad_k = (q.transpose(-1, -2) @ grad).transpose(-1, -2) if ctx.needs_input_grad[1] else None
+        grad_q = grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_q = (k.transpose(-1, -2) @ grad.transpose(-1, -2)).transpose(-1, -2)
+        if ctx.needs_input_grad[1]:
+            grad_k = (q.transpose(-1, -2) @ grad).transpose(-1, -2)
         grid = grad.view(B, heads, H, W, H, W)  # (B, heads, Hq, Wq, Hk, Wk)
         # relative terms: summed over key columns (rows), back to the offsets
         grad_h = absolute_to_relative(grid.sum(-1), 2) if ctx.needs_input_grad[2] else None
@@ -272,8 +279,8 @@ class RelPosAttention(BaseModule):
         (2, 64, 4, 7)
     """
     attn_impls = ('auto', 'matmul', 'sdpa', 'sdpa_bias', 'einsum')
-    #: ``'auto'`` takes ``'matmul'`` while B * heads * N * N is at most this (256 MiB of float32)
-    auto_max_logits = 2**26
+    #: ``'auto'`` takes ``'matmul'`` while B * heads * N * N is at most this (64 MiB of float32)
+    auto_max_logits = 2**24
 
     def __init__(self,
                  embed_dims: int,
