@@ -44,6 +44,8 @@ from pathlib import Path
 
 import torch
 
+from mmvit_hybrid.utils import cpu_allocator_peak_mib
+
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ('volo_d1', 'volo_d2', 'bot_attn')
 AMP = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -155,20 +157,6 @@ def time_interleaved(steps, warmup, iters, device):
     return times
 
 
-def allocator_peak_mib(step) -> float:
-    """Peak of the bytes the CPU allocator holds during ``step()`` above what it held before,
-    from ``torch.profiler``'s memory records (each op's own allocations minus frees, and the
-    frees recorded outside ops, summed in time order)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    held = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        held += event.cpu_memory_usage if event.name == '[memory]' else event.self_cpu_memory_usage
-        peak = max(peak, held)
-    return peak / 2**20
-
-
 def measure_memory(args, case, size, batch, which):
     """Run in a child process: peak memory growth (MiB) of one step of ``which`` model."""
     cmd = [sys.executable, __file__, '--_memory-child', json.dumps(dict(
@@ -198,7 +186,7 @@ def memory_child(spec):
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         step()  # warm-up: one-off allocations (thread pools, oneDNN primitives) are not the model's
-        peak = allocator_peak_mib(step)
+        peak = cpu_allocator_peak_mib(step)
     print(json.dumps(dict(peak_mib=peak)))
 
 

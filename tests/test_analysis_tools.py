@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmvit_hybrid.models.layers import OutlookAttention, RelPosAttention
 from mmvit_hybrid.models.layers.mhsa_block import GlobalSelfAttention
 from mmvit_hybrid.ops import ext_available, outlook_attention, outlook_attention_reference
-from mmvit_hybrid.utils import count_flops, count_params
+from mmvit_hybrid.utils import count_flops, count_params, cpu_allocator_peak_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,7 +181,6 @@ def test_get_flops_bad_arguments():
 
 def test_allocator_peak_counts_live_bytes():
     """Held 4 MiB, then 4 + 8 MiB at once, then 8 MiB: the peak is 12 MiB, whatever glibc keeps."""
-    compare = _load('compare_reference', 'benchmarks/compare_reference.py')
 
     def step():
         a = torch.empty(2**20)  # 4 MiB of float32
@@ -190,8 +189,8 @@ def test_allocator_peak_counts_live_bytes():
         c = torch.empty(2**20)  # 4 MiB, after a was freed
         return b, c
 
-    assert compare.allocator_peak_mib(step) == pytest.approx(12.0, abs=0.01)
-    assert compare.allocator_peak_mib(lambda: torch.zeros(2**18).sum()) == pytest.approx(1.0, abs=0.01)
+    assert cpu_allocator_peak_mib(step) == pytest.approx(12.0, abs=0.01)
+    assert cpu_allocator_peak_mib(lambda: torch.zeros(2**18).sum()) == pytest.approx(1.0, abs=0.01)
 
 
 def test_compare_reference_bot_attention_row():
@@ -205,3 +204,25 @@ def test_compare_reference_bot_attention_row():
     assert row['ref_ms'] > 0 and row['ours_ms'] > 0 and row['ratio'] == pytest.approx(row['ref_ms'] / row['ours_ms'])
     # both hold at least the (2, 4, 16, 16) attention probabilities during the step
     assert min(row['ref_mib'], row['ours_mib']) >= 2 * 4 * 16 * 16 * 4 / 2**20
+
+
+# ------------------------------------------------------------------ tools/analysis_tools/benchmark.py
+
+
+def test_benchmark_tool_reports_time_throughput_and_memory():
+    bench = _load('benchmark', 'tools/analysis_tools/benchmark.py')
+    cfg = str(ROOT / 'configs/botnet/botnet50_in1k.py')
+    fwd = bench.benchmark(cfg, shape=(64, 96), batch=2, backbone_only=True, warmup=1, iters=3)
+    assert fwd['input_shape'] == [2, 3, 64, 96] and len(fwd['times_ms']) == 3
+    assert fwd['median_ms'] == pytest.approx(sorted(fwd['times_ms'])[1])
+    assert fwd['images_per_s'] == pytest.approx(2 / (fwd['median_ms'] / 1e3))
+    # a forward holds at least the 2x64x32x48 stem output (float32)
+    assert fwd['peak_mib'] >= 2 * 64 * 32 * 48 * 4 / 2**20
+    train = bench.benchmark(cfg, shape=(64, 96), batch=2, backbone_only=True, mode='fwdbwd', warmup=0, iters=1)
+    assert train['peak_mib'] > fwd['peak_mib']  # activations kept for the backward
+    bf16 = bench.main([cfg, '--shape', '64', '--backbone-only', '--amp', 'bf16', '--iters', '1', '--warmup', '0'])
+    assert bf16['amp'] == 'bf16' and bf16['median_ms'] > 0
+    with pytest.raises(ValueError, match='mode must be'):
+        bench.benchmark(cfg, mode='train')
+    with pytest.raises(ValueError, match='iters >= 1'):
+        bench.benchmark(cfg, iters=0)

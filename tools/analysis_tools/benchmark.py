@@ -2,10 +2,9 @@
 
 Runs ``--warmup`` untimed and ``--iters`` timed steps on a seeded random batch and reports the
 median latency, images/s (batch / median) and the peak memory of one step: on CUDA
-``torch.cuda.max_memory_allocated`` growth over the step; on CPU the growth of the peak resident set
-size over one step after the peak was reset (``/proc/self/clear_refs``, Linux; measured after the
-timed steps, with glibc's mmap threshold fixed at 128 KiB and the free heap returned to the OS,
-so the step's large allocations show in the RSS).
+``torch.cuda.max_memory_allocated`` growth over the step; on CPU the most bytes torch's allocator
+held above the step's start (:func:`mmvit_hybrid.utils.cpu_allocator_peak_mib`, from
+``torch.profiler``'s memory records; measured after the timed steps).
 
 A step is a forward without grad (``--mode fwd``, eval mode) or a forward plus the backward of the
 sum of the outputs (``--mode fwdbwd``, train mode). The whole model runs ``mode='tensor'`` (no
@@ -33,31 +32,9 @@ from get_flops import build_model, load_config, model_forward, parse_shape  # no
 
 from mmengine.config import DictAction  # noqa: E402
 
+from mmvit_hybrid.utils import cpu_allocator_peak_mib  # noqa: E402
+
 AMP = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-
-def _rss_kib() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
-
-
-def _hwm_kib() -> int:
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM'))
-
-
-def release_cpu_memory():
-    """Make the CPU peak-RSS measurement see allocations: glibc's malloc serves large blocks from
-    memory it keeps after frees (a dynamic mmap threshold up to 32 MiB), so a repeated step would
-    not grow the RSS. Fix the mmap threshold at 128 KiB (large blocks are mapped and unmapped) and
-    return the free heap pages to the OS. A no-op where glibc is not available."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL('libc.so.6')
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _outputs(out):
@@ -134,15 +111,7 @@ def benchmark(config: str, shape=(224, ), batch: int = 1, backbone_only: bool = 
         step()
         peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        release_cpu_memory()
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')
-            base = _rss_kib()
-            step()
-            peak_mib = (_hwm_kib() - base) / 1024
-        except OSError:  # not Linux
-            peak_mib = float('nan')
+        peak_mib = cpu_allocator_peak_mib(step)
     median = statistics.median(times)
     return dict(config=config, backbone_only=backbone_only, input_shape=[batch, 3, h, w], mode=mode, amp=amp,
                 channels_last=channels_last, device=str(dev), threads=torch.get_num_threads(),
