@@ -170,6 +170,14 @@ def test_botnet_deep_archs_shapes(arch):
 # ---------------------------------------------------------------- attention math
 
 
+@pytest.fixture
+def threads():
+    """Set torch's thread count inside a test and restore it afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize('attn_impl', RelPosAttention.attn_impls)
 @pytest.mark.parametrize('feat_size, stride', [((14, 14), 2), ((7, 7), 1), ((8, 10), 1)])
 def test_rel_pos_attention_matches_timm_bottleneck_attn(attn_impl, feat_size, stride):
@@ -214,10 +222,13 @@ def test_rel_pos_attention_matches_formula_by_loops():
         torch.testing.assert_close(attn(x)[0], out, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('num_threads', [1, 2])
 @pytest.mark.parametrize('size', [(7, 7), (5, 11), (1, 4)])
-def test_rel_pos_attention_implementations_agree_with_gradients(size):
-    """sdpa (folded logits), sdpa_bias and einsum give the same outputs and gradients, also at a
-    resampled, non-square size."""
+def test_rel_pos_attention_implementations_agree_with_gradients(size, num_threads, threads):
+    """All attn_impls give the same outputs and gradients, also at a resampled, non-square size;
+    in training, one thread takes the channels-last token layout (oneDNN projection), two the
+    NCHW one (see project_qkv)."""
+    threads(num_threads)
     ref = RelPosAttention(64, num_heads=4, feat_size=(7, 7), stride=2, attn_impl='einsum')
     x = torch.randn(2, 64, *size)
     grads = {}
@@ -327,46 +338,45 @@ def test_avg_pool_2x2_ceil_under_inductor_matches_eager_gradients():
     assert (plain_grad - eager_grad).abs().max() > 0.1  # the torch bug the workaround avoids
 
 
-@pytest.fixture
-def threads():
-    """Set torch's thread count inside a test and restore it afterwards."""
-    before = torch.get_num_threads()
-    yield torch.set_num_threads
-    torch.set_num_threads(before)
-
-
 def test_rel_pos_attention_qkv_projection_paths(threads):
-    """Single-threaded float32 CPU (where torch would pick slow_conv2d): the oneDNN channels-last
-    projection, equal to the module's conv in value and gradients; with 2 threads, autocast or
-    float64: the module's conv."""
+    """float32 CPU, inference or single-threaded (where torch would pick slow_conv2d): the oneDNN
+    channels-last projection, equal to the module's conv in value and gradients, and the layer's
+    output equal in both layouts; training with 2 threads, autocast or float64: the module's conv."""
     attn = RelPosAttention(64, num_heads=4, feat_size=(6, 5), qkv_bias=True).eval()
     torch.nn.init.normal_(attn.qkv.bias)
     x = torch.randn(2, 64, 6, 5)
     mkldnn = torch.backends.mkldnn.is_available()
+
+    def channels_last(t):
+        return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
     threads(1)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     fast, expected = attn.project_qkv(xa), attn.qkv(xb)
-    channels_last = fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
-    assert channels_last == mkldnn
+    assert channels_last(fast) == mkldnn
     torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
     weight = torch.randn(expected.shape)
     grads_fast = torch.autograd.grad((fast * weight).sum(), [xa, attn.qkv.weight, attn.qkv.bias])
     grads_conv = torch.autograd.grad((expected * weight).sum(), [xb, attn.qkv.weight, attn.qkv.bias])
     for a, b in zip(grads_fast, grads_conv):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert not channels_last(attn.project_qkv(torch.randn(16, 64, 6, 5)))  # batch 16: torch picks oneDNN
+    threads(2)
+    assert not channels_last(attn.project_qkv(x))  # training, 2 threads: the module's conv (NCHW)
     with torch.no_grad():
+        assert channels_last(attn.project_qkv(x)) == mkldnn  # inference: channels-last tokens
+        tokens_out = attn(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            assert attn.project_qkv(x).dtype == torch.bfloat16
+            assert not channels_last(attn.project_qkv(x)) and attn.project_qkv(x).dtype == torch.bfloat16
             out = attn(x)
         assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
-        torch.testing.assert_close(out.float(), attn(x), rtol=0.05, atol=0.05)
+        torch.testing.assert_close(out.float(), tokens_out, rtol=0.05, atol=0.05)
         attn64 = copy.deepcopy(attn).double()
-        assert attn64.project_qkv(x.double()).is_contiguous()  # NCHW: the module's conv
-        torch.testing.assert_close(attn64(x.double()).float(), attn(x), rtol=1e-4, atol=1e-5)
-        # where torch picks oneDNN itself (batch >= 16, or several threads): the module's conv
-        assert attn.project_qkv(torch.randn(16, 64, 6, 5)).is_contiguous()
-        threads(2)
-        assert attn.project_qkv(x).is_contiguous()
+        assert attn64.project_qkv(x.double()).is_contiguous()  # float64: the module's conv
+        torch.testing.assert_close(attn64(x.double()).float(), tokens_out, rtol=1e-4, atol=1e-5)
+    nchw_out = attn(x)  # grad enabled, 2 threads: the NCHW path
+    assert nchw_out.is_contiguous() and channels_last(tokens_out) == mkldnn
+    torch.testing.assert_close(nchw_out, tokens_out, rtol=1e-5, atol=1e-6)
 
 
 def test_resampling_is_identity_at_trained_size_and_interpolates_otherwise():

@@ -148,6 +148,14 @@ def avg_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
     return window_sum / in_bounds
 
 
+def scaled_dense_copy(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x * scale`` as a new contiguous tensor: one pass (``out=``) where no gradient is needed,
+    else a contiguous copy scaled in place (differentiable)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x.clone(memory_format=torch.contiguous_format).mul_(scale)
+    return torch.mul(x, scale, out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
+
+
 class RelativeToAbsolute(torch.autograd.Function):
     """Differentiable, materialised :func:`relative_to_absolute`: (..., 2S - 1) -> new (..., S).
 
@@ -362,19 +370,23 @@ class RelPosAttention(BaseModule):
         return q @ rel_h.t(), q @ rel_w.t()
 
     def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
-        """The fused q/k/v 1x1 convolution, (B, C, H, W) -> (B, 3C, H, W).
+        """The fused q/k/v 1x1 convolution, (B, C, H, W) -> (B, 3C, H, W), channels-last or NCHW.
 
-        Runs :class:`Conv1x1ChannelsLast` (oneDNN on a channels-last copy; channels-last output)
-        exactly where torch's own dispatch would not use oneDNN for this convolution: float32 CPU
-        tensors, torch single-threaded and a batch below 16 (``aten/src/ATen/native/Convolution.cpp``
-        then picks ``slow_conv2d``, "THNN is faster when single-threaded", measured 2.2x slower
-        than oneDNN here), outside autocast and ``torch.compile``. Otherwise ``self.qkv(x)``.
+        :class:`Conv1x1ChannelsLast` (oneDNN on a channels-last copy, channels-last output: the
+        token-major layout the attention reads rows of q, k and v from) for float32 CPU tensors
+        outside autocast and ``torch.compile``, where either no gradient is needed (inference) or
+        torch's own dispatch would not use oneDNN for this convolution (one thread and a batch
+        below 16: ``aten/src/ATen/native/Convolution.cpp`` then picks ``slow_conv2d``, "THNN is
+        faster when single-threaded", measured 2.2x slower than oneDNN here). Otherwise
+        ``self.qkv(x)`` (NCHW): with several threads the channels-last backward measured slower.
         """
         weight = self.qkv.weight
-        if (not torch.compiler.is_compiling() and x.device.type == 'cpu' and x.shape[0] < 16
-                and x.dtype == weight.dtype == torch.float32 and torch.get_num_threads() == 1
-                and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-                and not torch.is_autocast_enabled('cpu')):
+        if (torch.compiler.is_compiling() or x.device.type != 'cpu' or x.dtype != torch.float32
+                or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available()
+                or not torch.backends.mkldnn.enabled or torch.is_autocast_enabled('cpu')):
+            return self.qkv(x)
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+        if not needs_grad or (torch.get_num_threads() == 1 and x.shape[0] < 16):
             return Conv1x1ChannelsLast.apply(x, weight, self.qkv.bias)
         return self.qkv(x)
 
@@ -389,14 +401,23 @@ class RelPosAttention(BaseModule):
         """(B, C, H, W) -> (B, C, H, W), or (B, C, ceil(H / 2), ceil(W / 2)) with stride 2."""
         B, C, H, W = x.shape
         N, heads, d = H * W, self.num_heads, self.head_dims
-        # (B, 3C, H, W) -> (B, 3, heads, d, N) (a view, NCHW or channels-last) -> 3 x (B, heads, d, N)
-        # -> 3 x (B, heads, N, d); channel order q|k|v, then heads. Unbinding before transposing makes
-        # the backward stack the three gradients straight into (B, 3C, H, W) order (one pass).
-        qkv = self.project_qkv(x).unflatten(1, (3, heads, d)).flatten(4).unbind(1)
-        q, k, v = (t.transpose(-1, -2) for t in qkv)
+        qkv = self.project_qkv(x)
+        tokens = qkv.is_contiguous(memory_format=torch.channels_last) and not qkv.is_contiguous()
+        if tokens:
+            # (B, 3C, H, W) channels-last = (B, H, W, 3C) in memory -> (B, N, 3, heads, d) -> 3 x
+            # (B, N, heads, d) -> (B, heads, N, d); the backward stacks the gradients in that layout
+            q, k, v = (t.transpose(1, 2) for t in qkv.permute(0, 2, 3, 1).reshape(B, N, 3, heads, d).unbind(2))
+        else:
+            # (B, 3C, H, W) -> (B, 3, heads, d, N) -> 3 x (B, heads, d, N) -> (B, heads, N, d); unbinding
+            # before transposing makes the backward stack the gradients straight into NCHW (one pass)
+            q, k, v = (t.transpose(-1, -2) for t in qkv.reshape(B, 3, heads, d, N).unbind(1))
         impl = self.resolve_impl(B, N)
         if impl == 'matmul':
-            q = q * self.scale  # s (q.k + q.rel) = (s q).k + (s q).rel
+            # s (q.k + q.rel) = (s q).k + (s q).rel. Token layout: rows of d are contiguous, so
+            # dense (B, heads, N, d) copies are cheap and the matmuls then need none of their own
+            q = scaled_dense_copy(q, self.scale) if tokens else q * self.scale
+            if tokens:
+                k, v = k.contiguous(), v.contiguous()
             logits = RelPosLogits.apply(q, k, *self.rel_logits_by_offset(q, H, W))  # (B, heads, N, N)
             out = logits.softmax(dim=-1) @ v
         elif impl == 'sdpa':
@@ -423,7 +444,10 @@ class RelPosAttention(BaseModule):
             else:
                 attn = ((torch.einsum('bnid,bnjd->bnij', q, k) + rel) * self.scale).softmax(dim=-1)
                 out = torch.einsum('bnij,bnjd->bnid', attn, v)
-        out = out.transpose(-1, -2).reshape(B, C, H, W)  # (B, heads, N, d) -> (B, heads, d, N) -> (B, C, H, W)
+        if tokens:  # (B, heads, N, d) -> (B, N, heads, d) -> (B, H, W, C) -> (B, C, H, W) channels-last
+            out = out.transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2)
+        else:  # (B, heads, N, d) -> (B, heads, d, N) -> (B, C, H, W)
+            out = out.transpose(-1, -2).reshape(B, C, H, W)
         return avg_pool_2x2_ceil(out) if self.stride == 2 else out
 
     def extra_repr(self) -> str:
