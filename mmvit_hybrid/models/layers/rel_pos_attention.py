@@ -43,11 +43,16 @@ Four implementations of the same function (``attn_impl``), and ``'auto'`` (defau
   (``benchmarks/README.md``, ``configs/botnet/README.md``): ``'matmul'`` was the fastest at 14x14,
   32x32 and 64x64, but at 64x64 it holds 3.4x the memory of ``'sdpa'``.
 
-The fused q/k/v 1x1 projection (all implementations) is ``self.qkv(x)``, except where torch's
-own dispatch would run it on its ``slow_conv2d`` GEMM path (float32 CPU, single-threaded, batch
-below 16), which measured 2.2x slower than oneDNN here (AMD EPYC, ``benchmarks/README.md``): there
-:class:`Conv1x1ChannelsLast` runs oneDNN's convolution on a channels-last copy of the input (see
-:meth:`RelPosAttention.project_qkv`); the result is the same convolution.
+Memory layout (all implementations): for float32 CPU tensors outside autocast and
+``torch.compile``, in inference, or in training on one thread, the fused q/k/v 1x1 projection runs
+as :class:`Conv1x1ChannelsLast` (oneDNN on a channels-last copy of the input) and the attention
+works on that token-major layout: each q/k/v row of d values is contiguous, so the dense
+(B, heads, N, d) operands are cheap row copies, and the output is returned channels-last. On one
+thread this also replaces torch's ``slow_conv2d`` path for the 1x1 convolution, measured 2.2x
+slower than oneDNN here (AMD EPYC, ``benchmarks/README.md``). Elsewhere (GPU, autocast, compile,
+multi-threaded training, whose channels-last backward measured slower) the projection is
+``self.qkv(x)`` and the attention reads the NCHW layout; both layouts give the same function
+(tested with gradients).
 
 Any input size: with ``fixed_input_size=False`` (default) a feature map of another size than the
 tables' resamples them by linear interpolation along the offset axis (``align_corners=True``: the
