@@ -375,8 +375,25 @@ def test_rel_pos_attention_qkv_projection_paths(threads):
         assert attn64.project_qkv(x.double()).is_contiguous()  # float64: the module's conv
         torch.testing.assert_close(attn64(x.double()).float(), tokens_out, rtol=1e-4, atol=1e-5)
     nchw_out = attn(x)  # grad enabled, 2 threads: the NCHW path
-    assert nchw_out.is_contiguous() and channels_last(tokens_out) == mkldnn
+    assert nchw_out.is_contiguous() and tokens_out.is_contiguous()  # NCHW out of both layouts
     torch.testing.assert_close(nchw_out, tokens_out, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('num_threads', [1, 2])
+def test_botnet_outputs_are_nchw_for_mmcv_ops(num_threads, threads):
+    """The channels-last token layout stays inside the attention: mmcv 2.1.0's CPU RoIAlign reads a
+    channels-last map wrongly (contrast below), and BoTNet's c5 map reaches it through the neck."""
+    from mmcv.ops import RoIAlign
+    threads(num_threads)
+    model = tiny_botnet().eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 64))
+    assert all(o.is_contiguous() for o in outs)
+    feat = torch.randn(1, 8, 16, 16)
+    rois = torch.tensor([[0, 1.0, 2.0, 10.0, 12.0], [0, 3.0, 3.0, 8.0, 15.0]])
+    roi_align = RoIAlign((4, 4), 1.0, 2)
+    nchw, cl = roi_align(feat, rois), roi_align(feat.contiguous(memory_format=torch.channels_last), rois)
+    assert not torch.allclose(nchw, cl)  # why: the mmcv bug this guards against
 
 
 def test_resampling_is_identity_at_trained_size_and_interpolates_otherwise():

@@ -47,7 +47,8 @@ Memory layout (all implementations): for float32 CPU tensors outside autocast an
 ``torch.compile``, in inference, or in training on one thread, the fused q/k/v 1x1 projection runs
 as :class:`Conv1x1ChannelsLast` (oneDNN on a channels-last copy of the input) and the attention
 works on that token-major layout: each q/k/v row of d values is contiguous, so the dense
-(B, heads, N, d) operands are cheap row copies, and the output is returned channels-last. On one
+(B, heads, N, d) operands are cheap row copies. The output is NCHW in every case (mmcv 2.1.0's CPU
+``RoIAlign`` reads channels-last features wrongly, and the c5 map reaches it through the neck). On one
 thread this also replaces torch's ``slow_conv2d`` path for the 1x1 convolution, measured 2.2x
 slower than oneDNN here (AMD EPYC, ``benchmarks/README.md``). Elsewhere (GPU, autocast, compile,
 multi-threaded training, whose channels-last backward measured slower) the projection is
@@ -449,10 +450,9 @@ class RelPosAttention(BaseModule):
             else:
                 attn = ((torch.einsum('bnid,bnjd->bnij', q, k) + rel) * self.scale).softmax(dim=-1)
                 out = torch.einsum('bnij,bnjd->bnid', attn, v)
-        if tokens:  # (B, heads, N, d) -> (B, N, heads, d) -> (B, H, W, C) -> (B, C, H, W) channels-last
-            out = out.transpose(1, 2).reshape(B, H, W, C).permute(0, 3, 1, 2)
-        else:  # (B, heads, N, d) -> (B, heads, d, N) -> (B, C, H, W)
-            out = out.transpose(-1, -2).reshape(B, C, H, W)
+        # (B, heads, N, d) -> (B, heads, d, N) -> (B, C, H, W), NCHW in either layout: a channels-last
+        # output would reach mmcv's CPU RoIAlign through the neck, which reads it wrongly (mmcv 2.1.0)
+        out = out.transpose(-1, -2).reshape(B, C, H, W)
         return avg_pool_2x2_ceil(out) if self.stride == 2 else out
 
     def extra_repr(self) -> str:
