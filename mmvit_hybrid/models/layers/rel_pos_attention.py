@@ -60,7 +60,7 @@ tables' resamples them by linear interpolation along the offset axis (``align_co
 zero offset and the largest offsets map onto each other); at the trained size the tables are used
 as they are. ``fixed_input_size=True`` is the paper's protocol: other sizes raise an error.
 """
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -92,6 +92,15 @@ def rel_to_abs_table(table: torch.Tensor, size: int) -> torch.Tensor:
     return table[index]
 
 
+def _offset_view_geometry(strides: Sequence[int], size: int, dim: int) -> Tuple[List[int], int]:
+    """Strides and element offset, within a (..., 2S - 1) tensor of these ``strides``, of the
+    (..., S) per-key view: ``[iq, ik]`` sits at offset S - 1 + ik - iq, so one step along the query
+    axis ``dim`` is one offset back, and query 0 starts at offset S - 1."""
+    strides = list(strides)
+    strides[dim] -= strides[-1]
+    return strides, (size - 1) * strides[-1]
+
+
 def relative_to_absolute(logits: torch.Tensor, dim: int) -> torch.Tensor:
     """Zero-copy view from logits per relative offset to logits per absolute key position.
 
@@ -112,10 +121,9 @@ def relative_to_absolute(logits: torch.Tensor, dim: int) -> torch.Tensor:
     if logits.shape[-1] != 2 * size - 1:
         raise ValueError(f'relative_to_absolute: {logits.shape[-1]} offsets for {size} positions, '
                          f'expected {2 * size - 1}')
-    strides = list(logits.stride())
-    # [iq, ik] sits at offset S - 1 + ik - iq: one step along the query axis is one offset back.
-    # Start from the zero offset of query 0 (as_strided keeps the narrowed view's storage offset).
-    strides[dim] -= strides[-1]
+    strides, _ = _offset_view_geometry(logits.stride(), size, dim)
+    # narrow to query 0's zero offset instead of passing the element offset to as_strided: it then
+    # keeps the narrowed view's storage offset, which torch.compile cannot read as a number
     zero_offset = logits.narrow(-1, size - 1, size)  # (..., S): [.., iq, .., ik] -> offset S - 1 + ik
     return zero_offset.as_strided(zero_offset.shape, strides)
 
@@ -131,9 +139,8 @@ def absolute_to_relative(grad: torch.Tensor, dim: int) -> torch.Tensor:
     """
     size = grad.shape[dim]
     zeros = grad.new_zeros(*grad.shape[:-1], 2 * size - 1)
-    strides = list(zeros.stride())
-    strides[dim] -= strides[-1]  # as in relative_to_absolute
-    return torch.as_strided_scatter(zeros, grad, grad.shape, strides, (size - 1) * strides[-1])
+    strides, start = _offset_view_geometry(zeros.stride(), size, dim)
+    return torch.as_strided_scatter(zeros, grad, grad.shape, strides, start)
 
 
 def avg_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
@@ -215,7 +222,7 @@ class RelPosLogits(torch.autograd.Function):
         B, heads, H, W = ctx.grid_shape
         grad = grad.contiguous()
         # computed as (B, heads, d, N) and returned transposed: the layout of the q/k channels in
-        # the (B, 3C, H, W) projection, which the gradient is stacked into next
+        # the NCHW (B, 3C, H, W) projection, which the gradient is stacked into next
         grad_q = grad_k = None
         if ctx.needs_input_grad[0]:
             grad_q = (k.transpose(-1, -2) @ grad.transpose(-1, -2)).transpose(-1, -2)
@@ -421,9 +428,10 @@ class RelPosAttention(BaseModule):
         if impl == 'matmul':
             # s (q.k + q.rel) = (s q).k + (s q).rel. Token layout: rows of d are contiguous, so
             # dense (B, heads, N, d) copies are cheap and the matmuls then need none of their own
-            q = scaled_dense_copy(q, self.scale) if tokens else q * self.scale
             if tokens:
-                k, v = k.contiguous(), v.contiguous()
+                q, k, v = scaled_dense_copy(q, self.scale), k.contiguous(), v.contiguous()
+            else:
+                q = q * self.scale
             logits = RelPosLogits.apply(q, k, *self.rel_logits_by_offset(q, H, W))  # (B, heads, N, N)
             out = logits.softmax(dim=-1) @ v
         elif impl == 'sdpa':
