@@ -58,7 +58,8 @@ setup(
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'benchmarks')),
     python_requires='>=3.8',
     install_requires=read_requirements('requirements/runtime.txt'),
-    extras_require={'tests': read_requirements('requirements/tests.txt')},
+    extras_require={'tests': read_requirements('requirements/tests.txt'),
+                    'deploy': read_requirements('requirements/deploy.txt')},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     zip_safe=False)

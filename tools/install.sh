@@ -68,7 +68,10 @@ fi
 
 # 4. the rest of the stack, constrained so nothing moves torch or mmcv.
 log "installing mmengine/mmdet/mmseg/mmpretrain and test tools (constrained)"
-"${PIP[@]}" install -q -c "$CONSTRAINTS" -r requirements/runtime.txt -r requirements/tests.txt
+"${PIP[@]}" install -q -c "$CONSTRAINTS" -r requirements/runtime.txt -r requirements/tests.txt \
+    -r requirements/deploy.txt -r requirements/reference.txt
+# paddleclas only as a source of reference models (its declared deps do not install here).
+"${PIP[@]}" install -q -c "$CONSTRAINTS" --no-deps -r requirements/reference_nodeps.txt
 
 # 5. this package, editable. MMVIT_HYBRID_WITH_OPS=0 skips compiling the custom ops.
 # The marker stores a hash of setup.py, the custom-op sources (mmvit_hybrid/ops/csrc, names and
