@@ -1,5 +1,4 @@
 import copy
-import functools
 import re
 from pathlib import Path
 
@@ -17,29 +16,68 @@ from mmvit_hybrid.utils.complexity import count_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = {'s': (64, 128, 320, 512), 'm': (96, 192, 384, 768), 'l': (128, 256, 512, 1024)}
+DEPTHS = {'s': (2, 3, 11, 3), 'm': (3, 3, 12, 3), 'l': (3, 3, 12, 3)}
 # Measured on this package's reconstruction, with global pooling and a C4 x 1000 linear head:
-# (params, MACs at 224x224). The module docstring and configs/dmformer/README.md state them.
-MEASURED = {'s': (27_160_504, 4_413_012_992), 'm': (50_257_264, 8_031_978_240),
-            'l': (88_575_816, 14_140_830_720)}
-# The peer class each arch is sized for (PoolFormer-S36 / ConvNeXt-T / Swin-T; PoolFormer-M36 /
-# ConvNeXt-S / Swin-S; ConvNeXt-B / Swin-B): (params range, MACs range).
-PEERS = {'s': ((25e6, 31e6), (4.0e9, 5.0e9)), 'm': ((45e6, 56e6), (7.5e9, 9.0e9)),
-         'l': ((85e6, 95e6), (13.0e9, 16.0e9))}
+# (params, MACs at 224x224). The module docstring and configs/dmformer/README.md state them, and
+# test_dmformer_params_and_flops checks them against the analytic count below.
+MEASURED = {'s': (27_060_088, 4_417_762_816), 'm': (49_788_880, 8_259_142_656),
+            'l': (87_519_176, 14_468_327_424)}
+# The peer class each arch is sized for: S below Swin-T's 28M at about its 4.5G; M in the Swin-S /
+# ConvNeXt-S class (50M / 8.7G); L in the Swin-B / ConvNeXt-B class (88M / 15.4G).
+PEERS = {'s': ((25e6, 28e6), (4.3e9, 4.7e9)), 'm': ((45e6, 52e6), (7.5e9, 9.0e9)),
+         'l': ((84e6, 92e6), (13.0e9, 16.0e9))}
 TINY = dict(embed_dims=(16, 32, 32, 32), depths=(1, 1, 1, 1))
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
+def analytic_count(embed_dims, depths, expand_ratio=2., kernel_sizes=(3, 5, 7), dilations=None, gate='se',
+                   gate_reduction=4, mlp_ratio=4, size=224, num_classes=1000):
+    """(params, MACs) of DMFormer + a linear head, written out from the layer list of the module
+    docstring (every conv and linear: weights + biases; BN 2 per channel; layer scales C per
+    branch). MACs count conv/linear multiply-adds only, as FlopCounterMode does (an input of
+    ``size`` divisible by 32); dilations change neither."""
+    params, macs = 0, 0
+    c1, stem = embed_dims[0], embed_dims[0] // 2
+    h = size // 2  # the 7x7 stride-2 conv
+    params += 3 * stem * 49 + 2 * stem + stem * stem * 9 + 2 * stem + stem * c1 * 4 + c1  # convs without bias + BN
+    macs += h * h * (3 * stem * 49 + stem * stem * 9) + (h // 2) ** 2 * stem * c1 * 4
+    h //= 2
+    for i, (c, depth) in enumerate(zip(embed_dims, depths)):
+        if i:  # 2x2 stride-2 patch conv
+            h //= 2
+            params += embed_dims[i - 1] * c * 4 + c
+            macs += h * h * embed_dims[i - 1] * c * 4
+        e = c if expand_ratio is None else int(c * expand_ratio)
+        hidden = int(c * mlp_ratio)
+        block_params = 2 * 2 * c + 2 * c  # two BNs, two layer scales
+        block_params += 0 if expand_ratio is None else c * e + e  # expand conv
+        block_params += sum(e * k * k + e for k in kernel_sizes)  # depthwise levels
+        block_params += e * c + c  # Conv1x1 after the fusion
+        block_params += c * hidden + hidden + hidden * c + c  # MLP
+        block_macs = h * h * ((0 if expand_ratio is None else c * e) + e * sum(k * k for k in kernel_sizes)
+                              + e * c + 2 * c * hidden)
+        if gate == 'se':  # FC(C -> r) and FC(r -> C) on the pooled input
+            r = max(c // gate_reduction, 16)
+            block_params += c * r + r + r * c + c
+            block_macs += 2 * c * r
+        elif gate == 'level':  # FC(E -> r) and FC(r -> L * E) on the pooled expanded input
+            r, num_levels = max(e // gate_reduction, 16), len(kernel_sizes)
+            block_params += e * r + r + r * num_levels * e + num_levels * e
+            block_macs += e * r + r * num_levels * e
+        elif gate == 'static':
+            block_params += len(kernel_sizes) * e
+        params += depth * block_params + 2 * c  # blocks, stage-output BN
+        macs += depth * block_macs
+    params += embed_dims[-1] * num_classes + num_classes
+    macs += embed_dims[-1] * num_classes
+    return params, macs
+
+
 def tiny_dmformer(**kwargs):
     """A four-block DMFormer for fast behavioural tests."""
     return DMFormer(arch=TINY, **kwargs)
-
-
-@functools.lru_cache(maxsize=None)
-def eval_model(arch):
-    torch.manual_seed(0)
-    return DMFormer(arch=arch).eval()
 
 
 def random_projection_loss(outs):
@@ -56,19 +94,30 @@ def expected_hw(h, w, stage):
 
 
 @pytest.mark.parametrize('arch', ['s', 'm', 'l'])
-@pytest.mark.parametrize('size', [(67, 93), (32, 32), (333, 517)])
-def test_dmformer_output_shapes(arch, size):
-    model = eval_model(arch)
-    with torch.no_grad():
-        outs = model(torch.rand(1, 3, *size))
-    assert isinstance(outs, tuple) and len(outs) == 4
-    for i, (out, channels) in enumerate(zip(outs, WIDTHS[arch])):
-        assert out.shape == (1, channels, *expected_hw(*size, i)), (i, out.shape)
-        assert torch.isfinite(out).all()
+def test_dmformer_output_shapes(arch):
+    """Shapes on the meta device (no arithmetic) at odd sizes, for every arch."""
+    with torch.device('meta'):
+        model = DMFormer(arch=arch).eval()
+        for size in [(67, 93), (32, 32), (333, 517)]:
+            outs = model(torch.empty(1, 3, *size))
+            assert isinstance(outs, tuple) and len(outs) == 4
+            for i, (out, channels) in enumerate(zip(outs, WIDTHS[arch])):
+                assert out.shape == (1, channels, *expected_hw(*size, i)), (size, i, out.shape)
+            if size == (333, 517):
+                assert [tuple(o.shape[-2:]) for o in outs] == [(83, 129), (41, 64), (20, 32), (10, 16)]
     assert model.out_channels == list(WIDTHS[arch])
     assert model.out_strides == [4, 8, 16, 32]
-    if size == (333, 517):
-        assert [tuple(o.shape[-2:]) for o in outs] == [(83, 129), (41, 64), (20, 32), (10, 16)]
+    assert model.depths == DEPTHS[arch]
+
+
+def test_dmformer_s_real_forward_is_finite():
+    """One real forward of the full-size S at a small odd input (the arithmetic of every layer)."""
+    model = DMFormer(arch='s').eval()
+    model.init_weights()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, 67, 93))
+    assert [tuple(o.shape) for o in outs] == [(1, c, *expected_hw(67, 93, i)) for i, c in enumerate(WIDTHS['s'])]
+    assert all(torch.isfinite(o).all() and o.std() > 0 for o in outs)
 
 
 def test_dmformer_arch_aliases():
@@ -80,18 +129,32 @@ def test_dmformer_arch_aliases():
 
 @pytest.mark.parametrize('arch', ['s', 'm', 'l'])
 def test_dmformer_params_and_flops(arch):
+    """Measured counts == the pinned numbers == the analytic count from the arch table, and in the
+    peer class the table was chosen for."""
     with torch.device('meta'):  # shapes only: instant, and FlopCounterMode counts meta tensors
         model = DMFormer(arch=arch, out_indices=(3, ))
     channels = WIDTHS[arch][-1]
     head_params = channels * 1000 + 1000
     params = sum(p.numel() for p in model.parameters()) + head_params
-    macs = count_flops(model, (1, 3, 224, 224)) / 2 + channels * 1000
-    exp_params, exp_macs = MEASURED[arch]
-    assert abs(params / exp_params - 1) < 1e-4, params
-    assert abs(macs / exp_macs - 1) < 1e-4, macs
+    macs = count_flops(model, (1, 3, 224, 224)) // 2 + channels * 1000
+    assert (params, macs) == analytic_count(WIDTHS[arch], DEPTHS[arch])
+    assert (params, macs) == MEASURED[arch]
     (lo_p, hi_p), (lo_m, hi_m) = PEERS[arch]
     assert lo_p <= params <= hi_p
     assert lo_m <= macs <= hi_m
+
+
+@pytest.mark.parametrize('kwargs', [dict(gate='level'), dict(gate='static', expand_ratio=None),
+                                    dict(gate='none', expand_ratio=1.5, kernel_sizes=(5, 3), dilations=(1, 1)),
+                                    dict(gate='se', gate_reduction=2, mlp_ratio=3)])
+def test_dmformer_ablation_counts_match_analytic(kwargs):
+    """The analytic count also holds for the ablation switches (meta device)."""
+    arch = dict(embed_dims=(32, 64, 96, 128), depths=(1, 2, 1, 1))
+    with torch.device('meta'):
+        model = DMFormer(arch=arch, out_indices=(3, ), **kwargs)
+    params = sum(p.numel() for p in model.parameters()) + 128 * 1000 + 1000
+    macs = count_flops(model, (1, 3, 224, 224)) // 2 + 128 * 1000
+    assert (params, macs) == analytic_count(arch['embed_dims'], arch['depths'], **kwargs)
 
 
 @pytest.mark.parametrize('doc', ['docstring', 'readme'])
@@ -106,11 +169,12 @@ def test_dmformer_documented_numbers_match_measured(doc):
 
 
 def test_dmformer_every_parameter_gets_gradient():
-    for gate, gate_act in [('dynamic', 'sigmoid'), ('static', 'sigmoid'), ('dynamic', 'softmax')]:
-        model = tiny_dmformer(drop_path_rate=0., gate=gate, gate_act=gate_act).train()
+    for kwargs in [dict(), dict(gate='level'), dict(gate='static', gate_act='softmax'),
+                   dict(gate='none', expand_ratio=None)]:
+        model = tiny_dmformer(drop_path_rate=0., **kwargs).train()
         random_projection_loss(model(torch.rand(2, 3, 64, 64))).backward()
         without_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-        assert not without_grad, (gate, gate_act, without_grad)
+        assert not without_grad, (kwargs, without_grad)
 
 
 def test_dmformer_out_indices_subset_and_negative():
@@ -211,51 +275,97 @@ def test_dmformer_with_cp_same_output_and_grads(monkeypatch):
         torch.testing.assert_close(p_ref.grad, p_cp.grad, msg=name)
 
 
+def randomise(module):
+    """Non-trivial weights everywhere (the default init leaves biases at 0)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, 0.3)
+    return module
+
+
+def dw_levels(u, dma, levels):
+    """The depthwise level outputs, written with F.conv2d."""
+    return [F.conv2d(u, conv.weight, conv.bias, padding=d * (k - 1) // 2, dilation=d, groups=u.shape[1])
+            for conv, (k, d) in zip(dma.levels, levels)]
+
+
 def test_dma_matches_documented_formula():
-    """proj_out(sum_i a_i * DWConv_i(u)), u = GELU(proj_in(x)), a = sigmoid(FC(ReLU(FC(GAP(u)))))."""
-    dma = DMA(32, kernel_sizes=(3, 5), dilations=(1, 2)).eval()
+    """Reading note: V = ReLU(FC(GAP(X))), Attn = Sigmoid(FC(V)), Output = Attn * Conv1x1(X'), with
+    X' = sum_i DWConv_i(GELU(ExpandConv(X))) (v1's expand conv), computed by hand."""
+    dma = randomise(DMA(32, expand_ratio=1.5, kernel_sizes=(3, 5), dilations=(1, 2))).eval()
     x = torch.rand(2, 32, 11, 14)
-    u = F.gelu(F.conv2d(x, dma.proj_in.weight, dma.proj_in.bias))
+    u = F.gelu(F.conv2d(x, dma.expand.conv.weight, dma.expand.conv.bias))  # (2, 48, 11, 14)
+    assert u.shape[1] == 48 and dma.levels[0].groups == 48
+    fused = sum(dw_levels(u, dma, [(3, 1), (5, 2)]))
+    out = F.conv2d(fused, dma.proj_out.weight, dma.proj_out.bias)  # back to 32 channels
+    gap = x.mean(dim=(2, 3))  # GAP of the mixer input, (B, C)
+    v = F.relu(gap @ dma.se.fc1.weight.flatten(1).T + dma.se.fc1.bias)
+    attn = torch.sigmoid(v @ dma.se.fc2.weight.flatten(1).T + dma.se.fc2.bias)  # (B, C)
+    torch.testing.assert_close(dma(x), attn[:, :, None, None] * out, rtol=1e-5, atol=1e-5)
+    assert dma.se.fc1.out_channels == 16  # max(32 // 4, 16)
+    # one value per sample and channel, the same at every position
+    torch.testing.assert_close(dma.gate_weights(x), attn[:, :, None, None])
+    # without the expand conv the levels run on x itself
+    plain = randomise(DMA(32, expand_ratio=None, kernel_sizes=(3, ), dilations=(2, ))).eval()
+    assert plain.expand is None
+    expected = F.conv2d(dw_levels(x, plain, [(3, 2)])[0], plain.proj_out.weight, plain.proj_out.bias)
+    torch.testing.assert_close(plain(x), plain.gate_weights(x) * expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dma_level_gate_ablation_matches_earlier_formula():
+    """gate='level': proj_out(sum_i a_i * DWConv_i(u)), a = sigmoid(FC(ReLU(FC(GAP(u))))) per level
+    and channel; with expand_ratio=1 this is the earlier DMA."""
+    dma = randomise(DMA(32, expand_ratio=1, kernel_sizes=(3, 5), dilations=(1, 2), gate='level')).eval()
+    x = torch.rand(2, 32, 11, 14)
+    u = F.gelu(F.conv2d(x, dma.expand.conv.weight, dma.expand.conv.bias))
     pooled = u.mean(dim=(2, 3))  # (B, C)
-    hidden = F.relu(pooled @ dma.gate.reduce.weight.flatten(1).T + dma.gate.reduce.bias)
-    a = torch.sigmoid(hidden @ dma.gate.expand.weight.flatten(1).T + dma.gate.expand.bias).view(2, 2, 32)
-    fused = 0
-    for i, (k, d) in enumerate([(3, 1), (5, 2)]):
-        conv = dma.levels[i]
-        level = F.conv2d(u, conv.weight, conv.bias, padding=d * (k - 1) // 2, dilation=d, groups=32)
-        fused = fused + a[:, i, :, None, None] * level
+    hidden = F.relu(pooled @ dma.level_gate.fc1.weight.flatten(1).T + dma.level_gate.fc1.bias)
+    a = torch.sigmoid(hidden @ dma.level_gate.fc2.weight.flatten(1).T + dma.level_gate.fc2.bias).view(2, 2, 32)
+    fused = sum(a[:, i, :, None, None] * level for i, level in enumerate(dw_levels(u, dma, [(3, 1), (5, 2)])))
     expected = F.conv2d(fused, dma.proj_out.weight, dma.proj_out.bias)
     torch.testing.assert_close(dma(x), expected, rtol=1e-5, atol=1e-5)
-    assert dma.gate.reduce.out_channels == 16  # max(32 // 4, 16)
+    # gate='none': the same dataflow with all level weights 1
+    none = DMA(32, expand_ratio=1, gate='none', kernel_sizes=(3, 5), dilations=(1, 2)).eval()
+    none.load_state_dict({k: v for k, v in dma.state_dict().items() if 'level_gate' not in k})
+    fused = sum(dw_levels(u, dma, [(3, 1), (5, 2)]))
+    torch.testing.assert_close(none(x), F.conv2d(fused, dma.proj_out.weight, dma.proj_out.bias), rtol=1e-5, atol=1e-5)
+    assert none.gate_weights(x) is None
 
 
-def test_dma_dynamic_gate_depends_on_input_static_does_not():
+def test_dma_gates_depend_on_input_static_does_not():
     x = torch.rand(2, 64, 9, 13)
     x[1] = x[1] * 3 - 1  # a different input in the second sample
-    dynamic = DMA(64, gate='dynamic')
-    weights = dynamic.level_weights(x)
-    assert weights.shape == (2, 3, 64, 1, 1)
+    se = DMA(64)
+    weights = se.gate_weights(x)
+    assert weights.shape == (2, 64, 1, 1) and (weights[0] - weights[1]).abs().max() > 1e-4
+    level = DMA(64, gate='level')
+    weights = level.gate_weights(x)
+    assert weights.shape == (2, 3, 128, 1, 1)
     assert (weights[0] - weights[1]).abs().max() > 1e-4
     static = DMA(64, gate='static')
     with torch.no_grad():
         static.gate_logits.normal_()  # learned, non-trivial constants
-    weights = static.level_weights(x)
-    assert weights.shape == (1, 3, 64, 1, 1)
-    torch.testing.assert_close(static.level_weights(torch.rand(5, 64, 4, 4)), weights, rtol=0, atol=0)
-    assert not hasattr(static, 'gate') and not hasattr(dynamic, 'gate_logits')
+    weights = static.gate_weights(x)
+    assert weights.shape == (1, 3, 128, 1, 1)
+    torch.testing.assert_close(static.gate_weights(torch.rand(5, 64, 4, 4)), weights, rtol=0, atol=0)
+    assert not hasattr(static, 'level_gate') and not hasattr(static, 'se') and not hasattr(se, 'gate_logits')
     # softmax normalises over the levels, sigmoid does not
-    softmax = DMA(64, gate_act='softmax')
-    torch.testing.assert_close(softmax.level_weights(x).sum(1), torch.ones(2, 64, 1, 1))
-    assert not torch.allclose(dynamic.level_weights(x).sum(1), torch.ones(2, 64, 1, 1))
+    softmax = DMA(64, gate='level', gate_act='softmax')
+    torch.testing.assert_close(softmax.gate_weights(x).sum(1), torch.ones(2, 128, 1, 1))
+    assert not torch.allclose(level.gate_weights(x).sum(1), torch.ones(2, 128, 1, 1))
 
 
-def test_dmformer_passes_gate_to_every_block():
-    static = tiny_dmformer(gate='static', gate_act='softmax')
+def test_dmformer_passes_mixer_arguments_to_every_block():
+    static = tiny_dmformer(gate='static', gate_act='softmax', expand_ratio=3)
     mixers = [m for m in static.modules() if isinstance(m, DMA)]
     assert len(mixers) == sum(TINY['depths'])
     assert all(m.gate_mode == 'static' and m.gate_act == 'softmax' for m in mixers)
-    assert not any('.gate.' in n for n, _ in static.named_parameters())
+    assert [m.hidden_dims for m in mixers] == [3 * c for c in TINY['embed_dims']]
+    assert not any('.se.' in n or 'level_gate' in n for n, _ in static.named_parameters())
     assert sum('gate_logits' in n for n, _ in static.named_parameters()) == len(mixers)
+    default = tiny_dmformer()
+    assert all(m.gate_mode == 'se' and m.hidden_dims == 2 * m.embed_dims
+               for m in default.modules() if isinstance(m, DMA))
 
 
 @pytest.mark.parametrize('kernel_sizes, dilations', [((7, ), (1, )), ((3, 5), (1, 1)),
@@ -269,7 +379,7 @@ def test_dmformer_number_of_levels(kernel_sizes, dilations):
                  if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1]
     assert len(depthwise) == num_blocks * len(kernel_sizes)
     assert [(c.kernel_size[0], c.dilation[0]) for c in mixers[0].levels] == list(zip(kernel_sizes, dilations))
-    assert all(m.gate.expand.out_channels == len(kernel_sizes) * m.embed_dims for m in mixers)
+    assert all(m.se.fc2.out_channels == m.embed_dims for m in mixers)
     outs = model(torch.rand(1, 3, 67, 93))
     assert [tuple(o.shape[-2:]) for o in outs] == [expected_hw(67, 93, i) for i in range(4)]
 
@@ -288,9 +398,12 @@ def test_dmformer_number_of_levels(kernel_sizes, dilations):
     (dict(kernel_sizes=(), dilations=()), ValueError, 'same, non-zero number'),
     (dict(kernel_sizes=(3, 4), dilations=(1, 1)), ValueError, 'positive odd'),
     (dict(dilations=(1, 0, 2)), ValueError, 'dilations must be positive'),
-    (dict(gate='adaptive'), ValueError, "unknown gate 'adaptive'.*dynamic.*static"),
+    (dict(gate='dynamic'), ValueError, "unknown gate 'dynamic'.*'se', 'level', 'static', 'none'.*'level'"),
     (dict(gate_act='relu'), ValueError, "unknown gate_act 'relu'"),
-    (dict(gate_act='softmax', kernel_sizes=(5, ), dilations=(1, )), ValueError, 'single level'),
+    (dict(gate_act='softmax'), ValueError, "gate='se' has none"),
+    (dict(gate='level', gate_act='softmax', kernel_sizes=(5, ), dilations=(1, )), ValueError, 'single level'),
+    (dict(expand_ratio=0), ValueError, 'expand_ratio must be None'),
+    (dict(expand_ratio='2'), ValueError, 'expand_ratio must be None'),
     (dict(gate_reduction=0), ValueError, 'gate_reduction'),
     (dict(drop_path_rate=1.), ValueError, 'drop_path_rate'),
     (dict(kernel_size=(3, )), TypeError, 'kernel_size'),
@@ -335,5 +448,5 @@ def test_dmformer_builds_from_mmdet_mmseg_mmpretrain_registries():
     from mmpretrain.registry import MODELS as CLS
     from mmseg.registry import MODELS as SEG
     for registry in (DET, SEG, CLS):
-        model = registry.build(dict(type='DMFormer', arch=TINY, out_indices=(3, ), gate='static'))
+        model = registry.build(dict(type='DMFormer', arch=TINY, out_indices=(3, ), gate='level'))
         assert isinstance(model, DMFormer) and model.out_channels == [32]

@@ -2,20 +2,18 @@
 arXiv 2209.07738; v1 of the paper is titled "ConvFormer" and calls the token mixer MCA).
 
 No official code, weights or readable variant table are public (see the project's research notes,
-``papers.md`` section 2). What the paper states: a vision-transformer (MetaFormer) layout with the
-self-attention replaced by DMA, the Dynamic Multi-level Attention (depthwise convolutions of
-several kernel sizes whose outputs are weighted input-adaptively by a gate); four stages; a stem of
-a 7x7 stride-2 conv, a 3x3 conv and a 2x2 stride-2 patch conv. Everything else below is **this
-package's reconstruction**, chosen to match the peers the paper compares with (PoolFormer,
-ConvNeXt, Swin at ~27M/~50M/~90M parameters):
+``papers.md`` sections 2 and 5.1). What the sources state: a vision-transformer (MetaFormer)
+layout with the self-attention replaced by DMA (expand conv, dilated depthwise convs of several
+kernel sizes, 1x1 conv, calibrated by an SE-style gate: :class:`~mmvit_hybrid.models.layers.DMA`
+gives the formula and the source of each step); four stages; a stem of a 7x7 stride-2 conv, a 3x3
+conv and a 2x2 stride-2 patch conv; v1 reports ConvFormer-S "with a smaller model size" than
+Swin-T. Everything else below is **this package's reconstruction**:
 
 * Block (MetaFormer, pre-norm): ``x = x + DropPath(gamma_1 * DMA(Norm(x)))``,
   ``x = x + DropPath(gamma_2 * MLP(Norm(x)))``; layer scale ``gamma`` initialised to 1e-5
   (PoolFormer); MLP = Conv1x1 (ratio 4), GELU, Conv1x1.
-* DMA (:class:`~mmvit_hybrid.models.layers.DMA`): Conv1x1 + GELU, three parallel depthwise levels
-  with kernel sizes (3, 5, 7) and dilations (1, 2, 3) (receptive fields 3, 9, 19), a dynamic
-  sigmoid gate ``sigmoid(FC(ReLU(FC(GAP))))`` giving one weight per level and channel (hidden
-  width C/4, at least 16), the weighted sum, Conv1x1. ``gate='static'`` and
+* DMA defaults: expand ratio 2, levels with kernel sizes (3, 5, 7) and dilations (1, 2, 3), the SE
+  gate with hidden width max(C / 4, 16). ``gate='level'|'static'|'none'``, ``expand_ratio`` and
   ``kernel_sizes``/``dilations`` are the ablation switches.
 * Norm: BatchNorm everywhere (stem, the two pre-norms of every block, the stage output norm),
   which suits the all-convolutional mixer and folds into the convs at inference;
@@ -25,21 +23,21 @@ ConvNeXt, Swin at ~27M/~50M/~90M parameters):
 * Every stage ends with a norm whose output is both the stage's feature and the next stage's
   input (VAN's layout), so the dense-prediction features are normalised and the parameter set
   does not depend on ``out_indices`` (a classification checkpoint loads strictly into a detector).
-* Variants: widths of PoolFormer-S/VAN-B2 (S), PoolFormer-M/ConvNeXt-T/Swin-T (M) and
-  ConvNeXt-B/Swin-B (L); Swin/ConvNeXt-style depths with most blocks at stride 16, deepened
-  there until the size matches the peer class:
+* Variants: widths of PoolFormer-S/VAN-B2 (S), Swin-S/ConvNeXt-S-like (M) and ConvNeXt-B/Swin-B
+  (L); Swin/ConvNeXt-style depths with most blocks at stride 16, chosen so that S stays below
+  Swin-T's 28M parameters at about its 4.5G FLOPs, M and L in the Swin-S and Swin-B classes:
 
   ====  =================  =============  ==============================  ====================
   arch  embed_dims         depths         params (1000-class head)        GMACs @224
   ====  =================  =============  ==============================  ====================
-  s     64-128-320-512     3-3-14-3       27.16M                          4.41
-  m     96-192-384-768     3-3-16-3       50.26M                          8.03
-  l     128-256-512-1024   3-3-16-3       88.58M                          14.14
+  s     64-128-320-512     2-3-11-3       27.06M                          4.42
+  m     96-192-384-768     3-3-12-3       49.79M                          8.26
+  l     128-256-512-1024   3-3-12-3       87.52M                          14.47
   ====  =================  =============  ==============================  ====================
 
   Measured with :func:`mmvit_hybrid.utils.count_flops` (``FlopCounterMode``, MACs = FLOPs / 2) on
-  the backbone plus global pooling and a C4 x 1000 linear head; ``tests/test_dmformer.py`` pins
-  these numbers.
+  the backbone plus global pooling and a C4 x 1000 linear head; ``tests/test_dmformer.py`` checks
+  them against an analytic count from this table.
 * Stochastic depth grows linearly over all blocks to ``drop_path_rate``; init is truncated normal
   (std 0.02) for convs and linears, unit/zero norms (PoolFormer/ConvNeXt).
 * Any input of at least 32x32 works: the 7x7 stride-2 conv rounds up, every 2x2 patch conv rounds
@@ -71,10 +69,10 @@ class DMFormerBlock(BaseModule):
         drop_path_rate (float): Stochastic depth of both residual branches. Defaults to 0.
         layer_scale_init_value (float): Initial value of the per-channel residual scales;
             0 disables layer scale. Defaults to 1e-5.
-        mixer_cfg (dict, optional): Keyword arguments of :class:`DMA` (kernel_sizes, dilations,
-            gate, gate_act, gate_reduction). Defaults to None (DMA's defaults).
+        mixer_cfg (dict, optional): Keyword arguments of :class:`DMA` (expand_ratio, kernel_sizes,
+            dilations, gate, gate_act, gate_reduction). Defaults to None (DMA's defaults).
         norm_cfg (dict): Norm of the two pre-norms. Defaults to BN.
-        act_cfg (dict): Activation of the MLP and of DMA's input projection. Defaults to GELU.
+        act_cfg (dict): Activation of the MLP and of DMA's expand conv. Defaults to GELU.
         with_cp (bool): Recompute the block in backward to save memory. Defaults to False.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
@@ -131,14 +129,19 @@ class DMFormer(HybridBackbone):
         arch (str | dict): ``'s'``/``'m'``/``'l'`` (or ``'small'``/``'medium'``/``'large'``), or a
             dict with ``embed_dims`` and ``depths`` (one entry per stage).
         in_channels (int): Input image channels. Defaults to 3.
+        expand_ratio (float, optional): DMA's expand conv widens C to ``int(C * expand_ratio)``
+            before the depthwise levels; None drops it. Defaults to 2.
         kernel_sizes (Sequence[int]): Depthwise kernel size of each DMA level; its length is the
             number of levels. Defaults to (3, 5, 7).
         dilations (Sequence[int]): Dilation of each DMA level, one per kernel size.
             Defaults to (1, 2, 3).
-        gate (str): DMA gate, ``'dynamic'`` (input-adaptive) or ``'static'`` (learned constants,
-            the ablation). Defaults to ``'dynamic'``.
-        gate_act (str): ``'sigmoid'`` or ``'softmax'`` over the levels. Defaults to ``'sigmoid'``.
-        gate_reduction (int): The dynamic gate's hidden width is ``max(C // gate_reduction, 16)``.
+        gate (str): DMA gate: ``'se'`` (the SE vector from GAP of the mixer input, applied after
+            the 1x1 conv), or the ablations ``'level'`` (per-level input-adaptive weights, this
+            package's earlier DMA), ``'static'`` (learned per-level constants), ``'none'``.
+            Defaults to ``'se'``.
+        gate_act (str): ``'sigmoid'``, or ``'softmax'`` over the levels (``'level'``/``'static'``).
+            Defaults to ``'sigmoid'``.
+        gate_reduction (int): The gate's hidden width is ``max(in_channels // gate_reduction, 16)``.
             Defaults to 4.
         mlp_ratio (float): MLP expansion. Defaults to 4.
         layer_scale_init_value (float): Initial residual scale; 0 disables layer scale.
@@ -162,18 +165,19 @@ class DMFormer(HybridBackbone):
     """
     arch_keys = ('embed_dims', 'depths')
     arch_zoo = {
-        **dict.fromkeys(['s', 'small'], dict(embed_dims=(64, 128, 320, 512), depths=(3, 3, 14, 3))),
-        **dict.fromkeys(['m', 'medium'], dict(embed_dims=(96, 192, 384, 768), depths=(3, 3, 16, 3))),
-        **dict.fromkeys(['l', 'large'], dict(embed_dims=(128, 256, 512, 1024), depths=(3, 3, 16, 3))),
+        **dict.fromkeys(['s', 'small'], dict(embed_dims=(64, 128, 320, 512), depths=(2, 3, 11, 3))),
+        **dict.fromkeys(['m', 'medium'], dict(embed_dims=(96, 192, 384, 768), depths=(3, 3, 12, 3))),
+        **dict.fromkeys(['l', 'large'], dict(embed_dims=(128, 256, 512, 1024), depths=(3, 3, 12, 3))),
     }
     min_input_size = 32
 
     def __init__(self,
                  arch: Union[str, dict] = 's',
                  in_channels: int = 3,
+                 expand_ratio: Optional[float] = 2.,
                  kernel_sizes: Sequence[int] = (3, 5, 7),
                  dilations: Sequence[int] = (1, 2, 3),
-                 gate: str = 'dynamic',
+                 gate: str = 'se',
                  gate_act: str = 'sigmoid',
                  gate_reduction: int = 4,
                  mlp_ratio: float = 4.,
@@ -201,8 +205,8 @@ class DMFormer(HybridBackbone):
         if embed_dims[0] < 2:
             raise ValueError(f'DMFormer: embed_dims[0] must be >= 2 (the stem has half of it), got {embed_dims[0]}')
         # DMA validates these (levels, gate) with its own error messages when the first block is built
-        mixer_cfg = dict(kernel_sizes=tuple(kernel_sizes), dilations=tuple(dilations), gate=gate,
-                         gate_act=gate_act, gate_reduction=gate_reduction)
+        mixer_cfg = dict(expand_ratio=expand_ratio, kernel_sizes=tuple(kernel_sizes), dilations=tuple(dilations),
+                         gate=gate, gate_act=gate_act, gate_reduction=gate_reduction)
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.depths = depths
