@@ -4,20 +4,23 @@ Compares :class:`mmvit_hybrid.models.layers.RelPosAttention`'s ``attn_impl`` val
 BoT50 (``img_size`` = the input size, so the tables are used as built):
 
 * ``auto`` (the default): ``matmul`` while the logits hold at most 2^24 elements, else ``sdpa``,
-* ``matmul``: explicit logits, the relative terms added in place (``RelPosLogits``),
-* ``sdpa``: relative logits folded into SDPA's q/k (no N x N tensor),
-* ``sdpa_bias``: SDPA with the N x N relative logits as additive ``attn_mask``,
-* ``einsum``: the straightforward implementation (explicit logits, softmax, weighted sum).
+* ``matmul``: explicit logits (``q k^T`` plus the relative logits, softmax, ``attn @ v``),
+* ``sdpa``: relative logits folded into SDPA's q/k (no N x N tensor).
 
-Each implementation runs in its own subprocess. Time: the fastest of ``--repeats`` timed
-iterations after one warm-up (zero_grad, forward, sum of the four outputs, backward). Peak memory:
-on CUDA ``torch.cuda.max_memory_allocated`` minus the memory held before the first forward; on CPU
-the process's peak resident set size (``ru_maxrss``) minus its size before the first forward, i.e.
-the activations, gradients and temporaries of one training step.
+``--baseline DIR`` adds the same rows for the package of another checkout (e.g. an older revision:
+``git worktree add /tmp/old REV``), imported from DIR instead of this tree, so that a change of the
+layer is measured side by side; the ``ratio`` column is each row's time over the first row's.
 
-Usage (the table in configs/botnet/README.md was measured with the first line):
-    python benchmarks/botnet_attention.py --size 1024 --batch 1 --repeats 1
-    python benchmarks/botnet_attention.py --size 512 --layer-only   # the first c5 attention alone
+Each row runs in its own subprocess. Time: the fastest of ``--repeats`` timed iterations after
+one warm-up (zero_grad, forward, sum of the four outputs, backward). Peak memory: on CUDA
+``torch.cuda.max_memory_allocated`` minus the memory held before the first forward; on CPU the
+process's peak resident set size (``ru_maxrss``) minus its size before the first forward, i.e. the
+activations, gradients and temporaries of one training step.
+
+Usage (the tables in configs/botnet/README.md were measured with these):
+    python benchmarks/botnet_attention.py --size 224 --batch 8 --repeats 3
+    python benchmarks/botnet_attention.py --size 1024 --batch 1 --repeats 2
+    python benchmarks/botnet_attention.py --size 1024 --baseline /tmp/old --baseline-impls auto matmul
 """
 import argparse
 import json
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import time
 
-IMPLS = ('auto', 'matmul', 'sdpa', 'sdpa_bias', 'einsum')
+IMPLS = ('auto', 'matmul', 'sdpa')
 
 
 def rss_kib() -> int:
@@ -105,38 +108,54 @@ def main():
     parser.add_argument('--repeats', type=int, default=1, help='timed iterations after one warm-up')
     parser.add_argument('--threads', type=int, default=2, help='torch CPU threads (default: 2)')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--impls', nargs='+', default=list(IMPLS), choices=IMPLS)
+    parser.add_argument('--impls', nargs='+', default=list(IMPLS))
+    parser.add_argument('--baseline', help="another checkout's root: also run its package's --baseline-impls")
+    parser.add_argument('--baseline-impls', nargs='+', default=['auto'])
     parser.add_argument('--layer-only', action='store_true',
                         help='time the first c5 attention layer alone (at the c4 map) instead of BoT50')
-    parser.add_argument('--impl', help=argparse.SUPPRESS)  # set in the per-implementation subprocess
+    parser.add_argument('--impl', help=argparse.SUPPRESS)  # set in the per-row subprocess
     args = parser.parse_args()
     if args.impl:
         print(json.dumps(measure(args)))
         return
 
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = [(impl, here, impl) for impl in args.impls]
+    if args.baseline:
+        runs += [(f'{impl} (baseline)', os.path.abspath(args.baseline), impl) for impl in args.baseline_impls]
     rows = []
-    for impl in args.impls:
+    for label, root, impl in runs:
         cmd = [sys.executable, __file__, '--impl', impl] + [a for a in sys.argv[1:]]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get('PYTHONPATH', '')]))
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
         if proc.returncode != 0:
-            rows.append(dict(impl=impl, error=proc.stderr.strip().splitlines()[-1]))
+            rows.append(dict(label=label, error=proc.stderr.strip().splitlines()[-1]))
         else:
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            rows.append(dict(label=label, **json.loads(proc.stdout.strip().splitlines()[-1])))
     if args.layer_only:
         feat = args.size // 16
         what = f'first c5 RelPosAttention (4 heads, stride 2), input {args.batch}x512x{feat}x{feat}'
     else:
         what = f'BoT50 backbone, input {args.batch}x3x{args.size}x{args.size}'
     print(f'{what}, forward+backward, device {args.device}')
-    print(f'machine: {machine(args)}')
+    print(f'machine: {machine(args)}; load average {os.getloadavg()[0]:.2f} after the runs')
     print(f'command: python benchmarks/botnet_attention.py {" ".join(sys.argv[1:])}')
-    print('| attn_impl | time (s) | peak memory (MiB) |')
-    print('| --- | --- | --- |')
+    if args.baseline:
+        print(f'baseline: {args.baseline} ({git_revision(args.baseline)}); this tree: {git_revision(here)}')
+    print('| attn_impl | time (s) | ratio to first row | peak memory (MiB) |')
+    print('| --- | --- | --- | --- |')
+    first = next((row['time_s'] for row in rows if 'error' not in row), None)
     for row in rows:
         if 'error' in row:
-            print(f'| {row["impl"]} | failed: {row["error"]} | |')
+            print(f'| {row["label"]} | failed: {row["error"]} | | |')
         else:
-            print(f'| {row["impl"]} | {row["time_s"]:.2f} | {row["peak_mib"]:.0f} |')
+            print(f'| {row["label"]} | {row["time_s"]:.2f} | {row["time_s"] / first:.2f} | {row["peak_mib"]:.0f} |')
+
+
+def git_revision(root: str) -> str:
+    proc = subprocess.run(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+    return proc.stdout.strip() or 'not a git checkout'
 
 
 if __name__ == '__main__':

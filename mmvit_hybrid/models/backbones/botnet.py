@@ -36,10 +36,10 @@ s1-50   3-4-6-3    1          20.86M                                    5.41
 ======  =========  =========  ========================================  ==========
 
 Measured with :func:`mmvit_hybrid.utils.count_flops` (MACs = FLOPs / 2) on the backbone plus
-global pooling and a 2048 x 1000 linear head, counting the attention as its explicit math
-(``attn_impl='einsum'``; the default ``'auto'`` runs ``'matmul'`` at these sizes, whose
-relative logits are computed for all 2S - 1 offsets: a few MMACs more). The paper gives 20.8M
-for BoT50; ``tests/test_botnet.py`` pins these numbers.
+global pooling and a 2048 x 1000 linear head, the attention as its explicit math
+(``attn_impl='matmul'``, which the default ``'auto'`` runs at 224). The paper gives 20.8M for
+BoT50; ``tests/test_botnet.py`` pins these numbers and derives them from mmpretrain's ResNet of
+the same depth plus an analytic count of the attention.
 """
 import math
 from typing import Optional, Sequence, Tuple, Union
@@ -85,8 +85,7 @@ class BoTBlock(Bottleneck):
                  init_cfg=None):
         super().__init__(inplanes, planes, stride=stride, downsample=downsample, style='pytorch',
                          with_cp=with_cp, norm_cfg=norm_cfg, init_cfg=init_cfg)
-        self.with_attn = attn_cfg is not None
-        if self.with_attn:
+        if attn_cfg is not None:
             self.conv2 = RelPosAttention(planes, stride=stride, **attn_cfg)
 
     def _inner_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,8 +122,8 @@ class BoTNet(HybridBackbone):
         num_heads (int): Attention heads. Defaults to 4.
         num_attn_blocks (int): How many of the last c5 blocks use attention. Defaults to 3.
         qkv_bias (bool): Bias in q/k/v (the paper has none). Defaults to False.
-        attn_impl (str): ``'auto'``, ``'matmul'``, ``'sdpa'``, ``'sdpa_bias'`` or ``'einsum'``;
-            see :class:`RelPosAttention`. Defaults to ``'auto'``.
+        attn_impl (str): ``'auto'``, ``'matmul'`` (explicit logits) or ``'sdpa'`` (fused, O(N)
+            memory); see :class:`RelPosAttention`. Defaults to ``'auto'``.
         out_indices (Sequence[int] | int): Stages (c2..c5 = 0..3) to return. Defaults to (0, 1, 2, 3).
         frozen_stages (int): -1 freezes nothing; 0 the stem; k the stem and stages 1..k.
             Defaults to -1.
@@ -205,33 +204,38 @@ class BoTNet(HybridBackbone):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
-        # feature size entering each stage at img_size (every stride-s layer rounds up)
-        feat = [-(-s // 4) for s in img_size]
+        attn_cfg = dict(num_heads=num_heads, qkv_bias=qkv_bias, fixed_input_size=fixed_input_size,
+                        attn_impl=attn_impl)
+        feat = [-(-s // 4) for s in img_size]  # the map entering layer1 at img_size (the stem rounds up)
         inplanes = self.stem_channels
         self.res_layers = []
         for i, (depth, stride) in enumerate(zip(depths, strides)):
-            planes = self.stem_channels * 2**i
-            downsample = None
-            if stride != 1 or inplanes != planes * self.expansion:
-                downsample = nn.Sequential(
-                    nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False),
-                    build_norm_layer(norm_cfg, planes * self.expansion)[1])
-            blocks = []
-            for j in range(depth):
-                attn_cfg = None
-                if i == 3 and j >= depth - num_attn_blocks:
-                    attn_cfg = dict(num_heads=num_heads, feat_size=tuple(feat), qkv_bias=qkv_bias,
-                                    fixed_input_size=fixed_input_size, attn_impl=attn_impl)
-                block_stride = stride if j == 0 else 1
-                blocks.append(BoTBlock(inplanes, planes, stride=block_stride,
-                                       downsample=downsample if j == 0 else None, with_cp=with_cp,
-                                       norm_cfg=norm_cfg, attn_cfg=attn_cfg))
-                inplanes = planes * self.expansion
-                feat = [-(-s // block_stride) for s in feat]
-            name = f'layer{i + 1}'
-            self.add_module(name, nn.Sequential(*blocks))
-            self.res_layers.append(name)
+            num_attn = num_attn_blocks if i == 3 else 0
+            layer, feat = self._make_layer(inplanes, self.stem_channels * 2**i, depth, stride, num_attn, feat,
+                                           attn_cfg, with_cp, norm_cfg)
+            inplanes = self.stem_channels * 2**i * self.expansion
+            self.add_module(f'layer{i + 1}', layer)
+            self.res_layers.append(f'layer{i + 1}')
         self._freeze_stages()
+
+    def _make_layer(self, inplanes: int, planes: int, depth: int, stride: int, num_attn: int, feat: list,
+                    attn_cfg: dict, with_cp: bool, norm_cfg: dict) -> Tuple[nn.Sequential, list]:
+        """One ResNet stage whose last ``num_attn`` blocks attend; ``feat`` is the (H, W) entering it
+        at ``img_size`` (the attention's table size). Returns the stage and the (H, W) leaving it."""
+        downsample = None
+        if stride != 1 or inplanes != planes * self.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * self.expansion, 1, stride=stride, bias=False),
+                build_norm_layer(norm_cfg, planes * self.expansion)[1])
+        blocks = []
+        for j in range(depth):
+            block_attn = dict(attn_cfg, feat_size=tuple(feat)) if j >= depth - num_attn else None
+            block_stride = stride if j == 0 else 1
+            blocks.append(BoTBlock(inplanes if j == 0 else planes * self.expansion, planes, stride=block_stride,
+                                   downsample=downsample if j == 0 else None, with_cp=with_cp,
+                                   norm_cfg=norm_cfg, attn_cfg=block_attn))
+            feat = [-(-s // block_stride) for s in feat]  # every stride-2 layer rounds up
+        return nn.Sequential(*blocks), feat
 
     @property
     def norm1(self) -> nn.Module:
@@ -277,6 +281,16 @@ class BoTNet(HybridBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, C_in, H, W) -> tuple of (B, 256 * 2^i, ~H / stride_i, ~W / stride_i) for out_indices."""
+        self._check_input(x)
+        x = self.maxpool(self.relu(self.norm1(self.conv1(x))))
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def _check_input(self, x: torch.Tensor):
         if x.dim() != 4:
             raise ValueError(f'BoTNet expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
         if x.shape[1] != self.in_channels:
@@ -289,10 +303,3 @@ class BoTNet(HybridBackbone):
                 f'to that canvas (mmdet: `dict(type="Pad", size={self.img_size[::-1]})` in the test pipeline, '
                 f'`BatchFixedSizePad` in training), set img_size to the canvas you use, or set '
                 'fixed_input_size=False to resample the tables to any size')
-        x = self.maxpool(self.relu(self.norm1(self.conv1(x))))
-        outs = []
-        for i, name in enumerate(self.res_layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
