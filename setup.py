@@ -1,7 +1,9 @@
 """Install mmvit_hybrid. The custom ops under mmvit_hybrid/ops/csrc are compiled with torch's
-cpp_extension when present (CUDA when available or FORCE_CUDA=1); MMVIT_HYBRID_WITH_OPS=0 skips them."""
+cpp_extension: CUDA kernels when a GPU and nvcc are present or FORCE_CUDA=1 (rules in
+mmvit_hybrid/ops/build_config.py), CPU kernels otherwise; MMVIT_HYBRID_WITH_OPS=0 skips them."""
 import glob
 import os
+import sys
 
 from setuptools import find_packages, setup
 
@@ -18,19 +20,43 @@ def read_requirements(path):
         return [line.strip() for line in f if line.strip() and not line.startswith('#')]
 
 
+def load_build_config():
+    """mmvit_hybrid/ops/build_config.py, loaded by path (the package itself needs mmengine)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mmvit_hybrid', 'ops',
+                        'build_config.py')
+    spec = importlib.util.spec_from_file_location('_mmvit_hybrid_build_config', path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def get_extensions():
-    """C++/CUDA extension built from mmvit_hybrid/ops/csrc, if that tree has sources."""
+    """C++/CUDA extension built from mmvit_hybrid/ops/csrc, if that tree has sources.
+
+    CUDA kernels are compiled when ``build_config.plan_cuda`` says so (a GPU and a matching nvcc,
+    or FORCE_CUDA=1 with nvcc); otherwise the reason is printed and the CPU kernels are built."""
     if os.getenv('MMVIT_HYBRID_WITH_OPS', '1') == '0':
         return [], {}
     sources = sorted(glob.glob('mmvit_hybrid/ops/csrc/**/*.cpp', recursive=True))
     if not sources:
         return [], {}
-    import torch
+    cuda_sources = sorted(glob.glob('mmvit_hybrid/ops/csrc/**/*.cu', recursive=True))
+    build_config = load_build_config()
+    plan = build_config.plan_cuda(build_config.probe())  # raises a clear error if FORCE_CUDA fails
+    print(f'[mmvit_hybrid] {"CUDA" if plan.with_cuda else "CPU only"}: {plan.reason}',
+          file=sys.stderr)
+    for note in plan.notes:
+        print(f'[mmvit_hybrid] note: {note}', file=sys.stderr)
+    if plan.with_cuda:
+        # cpp_extension reads both when it is imported / compiles
+        os.environ['CUDA_HOME'] = plan.cuda_home
+        os.environ['TORCH_CUDA_ARCH_LIST'] = plan.arch_list
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
     extra_compile_args = {'cxx': ['-O3', '-std=c++17', '-fopenmp']}
     define_macros = []
-    cuda_sources = sorted(glob.glob('mmvit_hybrid/ops/csrc/**/*.cu', recursive=True))
-    if (torch.cuda.is_available() or os.getenv('FORCE_CUDA', '0') == '1') and cuda_sources:
+    if plan.with_cuda and cuda_sources:
         ext_cls = CUDAExtension
         sources += cuda_sources
         define_macros.append(('WITH_CUDA', None))

@@ -9,16 +9,21 @@ Shapes are VOLO-D1 stage 1 (stride 8, C=192, 6 heads, K=3, padding 1, stride 2) 
   backward that is not one of the op's inputs (counted with saved-tensor hooks, by storage);
 - on CUDA also ``alloc MiB`` (allocated memory after a forward with grad, minus before: the same
   quantity seen by the allocator) and ``peak MiB`` (peak allocated during forward+backward,
-  minus the memory held before it).
+  minus the memory held before it);
+- ``fwd GB/s``: the forward's minimum traffic (value and attn read once, output written once)
+  over its time, and ``% copy``: that against a device-to-device copy (bytes read + written per
+  second) measured in the same run (``copy_`` of a 1 GiB tensor on CUDA, 256 MiB on CPU).
 
 Usage::
 
     python benchmarks/outlook_attention.py --device cpu
-    python benchmarks/outlook_attention.py --device cuda --dtype float32 float16
+    python benchmarks/outlook_attention.py --device cuda --dtype float32 bfloat16 --json op.json
 
-The command, machine and table are printed; copy them into benchmarks/README.md.
+The command, machine and table are printed; copy them into benchmarks/README.md. ``--shapes tiny``
+(a 64x96 image) is for the dry run of tools/gpu_check.sh.
 """
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -29,7 +34,9 @@ import torch
 from mmvit_hybrid.ops import ext_available, outlook_attention, outlook_attention_reference
 
 # (name, image H, image W, batch); VOLO's stage 1 runs at stride 8
-SHAPES = [('224x224', 224, 224, 8), ('512x512', 512, 512, 2), ('1024x2048', 1024, 2048, 1)]
+SHAPES = [('224x224', 224, 224, 8), ('512x512', 512, 512, 2), ('1024x2048', 1024, 2048, 1),
+          ('tiny', 64, 96, 1)]
+DEFAULT_SHAPES = ['224x224', '512x512', '1024x2048']
 C, HEADS, K, PAD, STRIDE = 192, 6, 3, 1, 2
 
 
@@ -137,6 +144,21 @@ def max_diffs(value, attn, device):
     return [(f - r).abs().max().item() for f, r in zip(results[1], results[0])]
 
 
+def min_forward_bytes(value, attn):
+    """Bytes the forward must move at least: read value and attn, write the output."""
+    return 2 * value.numel() * value.element_size() + attn.numel() * attn.element_size()
+
+
+def copy_bandwidth(device, reps):
+    """Device-to-device copy rate in GB/s (bytes read + written per second)."""
+    nbytes = 2**30 if device.type == 'cuda' else 2**28
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.)
+    dst = torch.empty_like(src)
+    ms = timeit(lambda: dst.copy_(src), device, reps)
+    del src, dst
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
 def machine(device):
     if device.type == 'cuda':
         return (f'{torch.cuda.get_device_name(device)}, torch {torch.__version__} '
@@ -145,17 +167,18 @@ def machine(device):
             f'torch {torch.__version__}')
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--dtype', nargs='+', default=['float32'],
                         choices=['float32', 'float64', 'float16', 'bfloat16'])
     parser.add_argument('--reps', type=int, default=None,
                         help='timed runs per measurement (default 20 on CUDA, 5 on CPU)')
-    parser.add_argument('--shapes', nargs='+', default=[s[0] for s in SHAPES],
+    parser.add_argument('--shapes', nargs='+', default=DEFAULT_SHAPES,
                         choices=[s[0] for s in SHAPES])
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    args = parser.parse_args()
+    parser.add_argument('--json', default=None, help='also write the rows to this JSON file')
+    args = parser.parse_args(argv)
     if not ext_available():
         sys.exit('mmvit_hybrid._ext is not built; the fused op would be the reference. Build '
                  'it with `python setup.py build_ext --inplace` first.')
@@ -163,15 +186,20 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     reps = args.reps or (20 if device.type == 'cuda' else 5)
-    print('command: python ' + ' '.join(sys.argv))
+    copy_gbs = copy_bandwidth(device, reps)
+    command = 'python benchmarks/outlook_attention.py ' + ' '.join(
+        sys.argv[1:] if argv is None else argv)
+    print(f'command: {command}')
     print(f'machine: {machine(device)}')
+    print(f'device-to-device copy: {copy_gbs:.1f} GB/s (read + write)')
     cols = ['shape', 'B', 'dtype', 'impl', 'fwd ms', 'fwd+bwd ms', 'extra MiB']
     if device.type == 'cuda':
         cols += ['alloc MiB', 'peak MiB']
-    cols += ['fwd speed-up', 'fwd+bwd speed-up', 'extra mem ratio',
+    cols += ['fwd GB/s', '% copy', 'fwd speed-up', 'fwd+bwd speed-up', 'extra mem ratio',
              'max abs diff out / grad_v / grad_a']
     print('| ' + ' | '.join(cols) + ' |')
     print('|' + ' --- |' * len(cols))
+    rows = []
     for name, img_h, img_w, batch in SHAPES:
         if name not in args.shapes:
             continue
@@ -181,11 +209,14 @@ def main():
             ref = bench(outlook_attention_reference, value, attn, device, reps)
             fused = bench(outlook_attention, value, attn, device, reps)
             diffs = max_diffs(value, attn, device)
+            nbytes = min_forward_bytes(value, attn)
             for impl, row in (('reference', ref), ('fused', fused)):
+                row['gbs'] = nbytes / (row['fwd'] * 1e-3) / 1e9
                 cells = [name, str(batch), dtype_name, impl, f"{row['fwd']:.3f}",
                          f"{row['fwd_bwd']:.3f}", f"{row['extra']:.1f}"]
                 if device.type == 'cuda':
                     cells += [f"{row['alloc']:.1f}", f"{row['peak']:.1f}"]
+                cells += [f"{row['gbs']:.1f}", f"{100 * row['gbs'] / copy_gbs:.0f}%"]
                 if impl == 'fused':
                     cells += [f"{ref['fwd'] / row['fwd']:.2f}x",
                               f"{ref['fwd_bwd'] / row['fwd_bwd']:.2f}x",
@@ -194,6 +225,13 @@ def main():
                 else:
                     cells += ['', '', '', '']
                 print('| ' + ' | '.join(cells) + ' |', flush=True)
+            rows.append(dict(shape=name, batch=batch, dtype=dtype_name, reference=ref,
+                             fused=fused, max_abs_diff=diffs, copy_gbs=copy_gbs))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(command=command, machine=machine(device), copy_gbs=copy_gbs,
+                           rows=rows), f, indent=1)
+    return rows
 
 
 if __name__ == '__main__':

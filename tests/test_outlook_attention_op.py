@@ -1,5 +1,9 @@
 """Tests of the fused outlook-attention op (mmvit_hybrid.ops) against the unfold/fold reference,
-and of the reference against timm's OutlookAttention."""
+and of the reference against timm's OutlookAttention.
+
+Needs only torch (and timm for the one timm test): ``mmvit_hybrid.ops`` imports without the
+OpenMMLab stack, so a GPU machine with torch and a compiler runs every case here, the CUDA ones
+included (``tools/gpu_check.sh``)."""
 import importlib
 import importlib.util
 import math
@@ -83,7 +87,9 @@ def assert_parity(value, attn, cfg, atol, rtol):
 
 
 def test_reference_matches_timm_outlook_attention():
-    from timm.models.volo import OutlookAttention
+    timm_volo = pytest.importorskip('timm.models.volo', reason='timm is not installed (torch-only '
+                                    'environment): the reference-vs-timm check needs it')
+    OutlookAttention = timm_volo.OutlookAttention
     torch.manual_seed(0)
     dim, heads, k, p, s = 24, 3, 3, 1, 2
     module = OutlookAttention(dim, heads, kernel_size=k, padding=p, stride=s).double().eval()
@@ -166,6 +172,72 @@ def test_half_precision(ext, device, dtype):
         torch.testing.assert_close(f.double(), r, atol=tol, rtol=tol, msg=lambda m: f'{name}: {m}')
 
 
+def poison(device, *shapes, dtype=torch.float32):
+    """Allocate NaN-filled tensors of the op's output sizes and free them, so the allocator hands
+    their memory (NaN) to the next allocations of those sizes: an element a kernel fails to write
+    stays NaN instead of keeping a stale value from an earlier correct run."""
+    blocks = [torch.full(shape, float('nan'), dtype=dtype, device=device) for shape in shapes
+              for _ in range(2)]
+    del blocks
+
+
+def relative_error(x, ref):
+    """||x - ref|| / ||ref|| in float64 (inf if x has a NaN)."""
+    x, ref = x.double(), ref.double()
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-300)).item() if torch.isfinite(x).all() \
+        else float('inf')
+
+
+# bound on ||fused - ref64|| / ||ref64||: float32 accumulates in float32, half/bfloat16 store the
+# result in 11 / 8 mantissa bits (relative rounding 2^-11, 2^-8), accumulation in float
+REL_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', list(REL_TOL), ids=str)
+@pytest.mark.parametrize('case', [(2, 12, 9, 11, 3, 3, 1, 2), (1, 64, 10, 12, 2, 3, 1, 2),
+                                  (1, 8, 7, 5, 2, 3, 1, 1)],
+                         ids=lambda c: 'B{}C{}H{}W{}h{}k{}p{}s{}'.format(*c))
+def test_parity_against_float64_by_relative_norm(ext, device, dtype, case):
+    """Output, grad_value and grad_attn in each dtype against the float64 reference on the same
+    (rounded) inputs, by relative norm; every output buffer is NaN-poisoned before the run."""
+    device_ext(ext, device)
+    value, attn = make_inputs(*case, dtype=dtype, device=device)
+    grad = torch.randn(value.shape, dtype=torch.float64).to(device, dtype)
+    ref = fwd_bwd(outlook_attention_reference, value.double(), attn.double(), grad.double(),
+                  case[5:])
+    poison(device, value.shape, attn.shape, dtype=dtype)
+    fused = fwd_bwd(outlook_attention, value, attn, grad, case[5:])
+    for name, f, r in zip(('output', 'grad_value', 'grad_attn'), fused, ref):
+        assert f.dtype == dtype and f.shape == r.shape, name
+        err = relative_error(f, r)
+        assert err <= REL_TOL[dtype], f'{name}: relative error {err:.2e} > {REL_TOL[dtype]:.1e}'
+
+
+@requires_cuda
+def test_cuda_non_default_stream(ext):
+    """Inputs produced on a side stream and the op called there: the kernels run on the current
+    stream (no race with the producer), results equal the CPU kernel's."""
+    device_ext(ext, 'cuda')
+    case = (2, 32, 33, 31, 4, 3, 1, 2)
+    value, attn = make_inputs(*case)
+    grad = torch.randn(value.shape, dtype=value.dtype)
+    expected = fwd_bwd(outlook_attention, value, attn, grad, case[5:])
+    stream = torch.cuda.Stream()
+    big = torch.randn(4096, 4096, device='cuda')
+    with torch.cuda.stream(stream):
+        stream.wait_stream(torch.cuda.current_stream())
+        for _ in range(20):  # keep the side stream busy before the inputs are written
+            big = (big @ big).tanh_()
+        v = value.to('cuda', non_blocking=True) + 0 * big[0, 0]
+        a = attn.to('cuda', non_blocking=True) + 0 * big[0, 0]
+        got = fwd_bwd(outlook_attention, v, a, grad.cuda(), case[5:])
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g.cpu(), e, atol=1e-12, rtol=1e-12)
+
+
 @requires_cuda
 def test_cuda_matches_cpu_kernel(ext):
     device_ext(ext, 'cuda')
@@ -236,10 +308,13 @@ def test_opcheck(ext, device):
     ops = torch.ops.mmvit_hybrid
     for args in [(value, attn, 3, 1, 2), (value.requires_grad_(), attn.requires_grad_(), 3, 1, 2)]:
         torch.library.opcheck(ops.outlook_attention_forward, args)
-    torch.library.opcheck(ops.outlook_attention_backward, (grad, value, attn, 3, 1, 2))
-    # the backward op is differentiable too (double backward)
-    torch.library.opcheck(ops.outlook_attention_backward,
-                          (grad.requires_grad_(), value, attn, 3, 1, 2))
+    heads = attn.shape[1]
+    # the gradient ops, plain and differentiable (double backward)
+    torch.library.opcheck(ops.outlook_attention_grad_value, (grad, attn.detach(), 3, 1, 2))
+    torch.library.opcheck(ops.outlook_attention_grad_attn, (grad, value.detach(), heads, 3, 1, 2))
+    grad.requires_grad_()
+    torch.library.opcheck(ops.outlook_attention_grad_value, (grad, attn, 3, 1, 2))
+    torch.library.opcheck(ops.outlook_attention_grad_attn, (grad, value, heads, 3, 1, 2))
 
 
 def test_grad_to_one_input_only(ext):
@@ -255,6 +330,44 @@ def test_grad_to_one_input_only(ext):
             outlook_attention_reference(v_ref, a_ref, 3, 1, 2).square().sum(),
             v_ref if needs_value else a_ref)[0]
         torch.testing.assert_close(grad, expected, atol=1e-12, rtol=1e-12)
+
+
+class _OpCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the mmvit_hybrid ops that run."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == 'mmvit_hybrid':
+            self.calls.append(func._opname)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('needs', ['value', 'attn', 'both'])
+def test_backward_computes_only_requested_gradients(ext, needs):
+    """Backward runs the grad_value kernel only when value needs a gradient and the grad_attn
+    kernel only when attn does, and saves only what those need."""
+    value, attn = make_inputs(1, 6, 7, 5, 3, 3, 1, 2)
+    v = value.clone().requires_grad_(needs in ('value', 'both'))
+    a = attn.clone().requires_grad_(needs in ('attn', 'both'))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = outlook_attention(v, a, 3, 1, 2)
+    with _OpCounter() as counter:
+        out.backward(torch.ones_like(out))
+    expected = {'value': ['outlook_attention_grad_value'], 'attn': ['outlook_attention_grad_attn'],
+                'both': ['outlook_attention_grad_value', 'outlook_attention_grad_attn']}[needs]
+    assert sorted(counter.calls) == sorted(expected)
+    # grad_value needs attn only, grad_attn needs value only
+    saved_ptrs = {t.data_ptr() for t in saved}
+    assert (a.data_ptr() in saved_ptrs) == v.requires_grad
+    assert (v.data_ptr() in saved_ptrs) == a.requires_grad
+    for t in (v, a):
+        assert (t.grad is not None) == t.requires_grad
+        if t.requires_grad:
+            assert t.grad.abs().sum() > 0
 
 
 def test_torch_compile_traces_the_op(ext):
@@ -359,8 +472,8 @@ def test_bad_input_raises_in_the_compiled_op(ext, bad):
     with pytest.raises(RuntimeError, match=match):
         torch.ops.mmvit_hybrid.outlook_attention_forward(value, attn, k, p, s)
     with pytest.raises(RuntimeError, match=match):
-        torch.ops.mmvit_hybrid.outlook_attention_backward(torch.zeros(vshape, dtype=vdtype),
-                                                          value, attn, k, p, s)
+        torch.ops.mmvit_hybrid.outlook_attention_grad_value(torch.zeros(vshape, dtype=vdtype),
+                                                            attn, k, p, s)
 
 
 def test_mixed_devices_raise():
@@ -376,10 +489,15 @@ def test_mixed_devices_raise():
 
 def test_bad_grad_output_raises(ext):
     value, attn = make_inputs(1, 6, 6, 6, 3, 3, 1, 2)
+    ops = torch.ops.mmvit_hybrid
     with pytest.raises(RuntimeError, match='grad_output shape'):
-        torch.ops.mmvit_hybrid.outlook_attention_backward(value[:, :, :5], value, attn, 3, 1, 2)
-    with pytest.raises(RuntimeError, match='must match value'):
-        torch.ops.mmvit_hybrid.outlook_attention_backward(value.float(), value, attn, 3, 1, 2)
+        ops.outlook_attention_grad_attn(value[:, :, :5], value, 3, 3, 1, 2)
+    with pytest.raises(RuntimeError, match='same dtype'):
+        ops.outlook_attention_grad_attn(value.float(), value, 3, 3, 1, 2)
+    with pytest.raises(RuntimeError, match='does not divide'):
+        ops.outlook_attention_grad_attn(value, value, 4, 3, 1, 2)
+    with pytest.raises(RuntimeError, match='same dtype'):
+        ops.outlook_attention_grad_value(value.float(), attn, 3, 1, 2)
 
 
 def test_non_int_arguments_raise():

@@ -75,14 +75,27 @@ def test_concurrent_callers_get_their_own_results():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA GPU on this machine: the >2^31-element case needs one')
 def test_cuda_indices_past_int32():
-    """A value map of more than 2^31 elements (half precision, ~4.3 GB): the output's last pixels
-    match the reference computed on the same crop, so no offset wrapped around."""
+    """A value map of more than 2^31 elements (half precision, ~4.3 GB; ~25 GB in all with the
+    gradients): forward and backward take the 64-bit index path, and the last pixels' output,
+    grad_value and the last windows' grad_attn match the reference computed on the bottom-right
+    crop, so no offset wrapped around."""
     channels, heads, height, width = 64, 2, 4096, 8200  # 64 * 4096 * 8200 > 2^31
     value, attn = make_inputs(1, channels, height, width, heads, device='cuda', dtype=torch.float16)
     assert value.numel() > 2**31
+    value.requires_grad_()
+    attn.requires_grad_()
     out = outlook_attention(value, attn, 3, 1, 2)
-    # the bottom-right 6x6 pixels depend only on the windows of the bottom-right 4x4 window block
-    crop_v = value[..., -8:, -8:]
-    crop_a = attn[:, :, -4:, -4:]
-    ref = outlook_attention_reference(crop_v.float(), crop_a.float(), 3, 1, 2)
-    torch.testing.assert_close(out[..., -6:, -6:].float(), ref[..., -6:, -6:], rtol=2e-2, atol=2e-2)
+    # the upstream gradient is non-zero on the last 6x6 pixels only: they and the last 3x3 windows
+    # see only the crop below (rows/columns -8: of the map, windows -4: of the grid)
+    grad = torch.zeros_like(out)
+    grad[..., -6:, -6:] = torch.randn(1, channels, 6, 6, device='cuda', dtype=torch.float16)
+    grad_v, grad_a = torch.autograd.grad(out, (value, attn), grad)
+    crop_v = value.detach()[..., -8:, -8:].float().requires_grad_()
+    crop_a = attn.detach()[:, :, -4:, -4:].float().requires_grad_()
+    ref = outlook_attention_reference(crop_v, crop_a, 3, 1, 2)
+    ref_v, ref_a = torch.autograd.grad(ref, (crop_v, crop_a), grad[..., -8:, -8:].float())
+    tol = dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out[..., -6:, -6:].float(), ref[..., -6:, -6:], **tol)
+    torch.testing.assert_close(grad_v[..., -6:, -6:].float(), ref_v[..., -6:, -6:], **tol)
+    torch.testing.assert_close(grad_a[:, :, -3:, -3:].float(), ref_a[:, :, -3:, -3:], **tol)
+    assert grad_a[:, :, -3:, -3:].abs().sum() > 0 and grad_v[..., -6:, -6:].abs().sum() > 0

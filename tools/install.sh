@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Creates .venv/ in the repo and installs the pinned OpenMMLab stack plus this package (editable).
 #
-# The mmcv 2.1.0 wheel (CPU ops, ~12 min to compile on 2 cores) is built once into
-#   ${MMVIT_HYBRID_CACHE:-$HOME/.cache/mmvit_hybrid}/wheels/torch-<version>/
-# and reused by every later run. A second run with nothing changed only checks and re-verifies.
+# The mmcv 2.1.0 wheel (CPU ops, ~12 min to compile on 2 cores; CUDA ops too where a GPU and nvcc
+# are present) is built once into
+#   ${MMVIT_HYBRID_CACHE:-$HOME/.cache/mmvit_hybrid}/wheels/torch-<version>-cpu/  (or -cu<ver>-sm<archs>/)
+# and reused by every later run (CPU installs also take a wheel from the older torch-<version>/).
+# A second run with nothing changed only checks and re-verifies. After install,
+# tools/misc/check_ops.py states which compiled ops have CUDA kernels and fails if a GPU is
+# visible but they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -47,15 +51,37 @@ if ! have torch "$TORCH_VERSION" || ! have torchvision "$TORCHVISION_VERSION"; t
 fi
 "$VPY" -c "import torch, torchvision; assert '+cpu' not in torch.__version__, torch.__version__; print('[install] torch', torch.__version__, 'torchvision', torchvision.__version__)"
 
-# 3. mmcv with compiled ops, from the wheel cache.
-if ! have mmcv "$MMCV_VERSION" || ! "$VPY" -c "import mmcv.ops" 2>/dev/null; then
-  WHEELS=$CACHE/wheels/torch-$TORCH_VERSION
-  mkdir -p "$WHEELS"
-  WHL=$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+# 3. mmcv with compiled ops, from the wheel cache. mmvit_hybrid/ops/build_config.py decides: with a
+# visible GPU and a matching nvcc (or FORCE_CUDA=1) mmcv gets its CUDA ops, and the cache key names
+# the CUDA build (torch-<v>-cpu, torch-<v>-cu<ver>-sm<archs>), so a CPU wheel is never reused there.
+# CPU installs also find wheels cached by earlier versions of this script under torch-<v>/.
+MMCV_PLAN=$("$VPY" mmvit_hybrid/ops/build_config.py mmcv-shell)  # fails (set -e) e.g. on FORCE_CUDA=1 without nvcc
+eval "$MMCV_PLAN"
+log "mmcv build: ${MMCV_CACHE_KEY} (${MMCV_REASON})"
+MMCV_MARKER=$VENV/.mmcv_build_key
+mmcv_current() {  # is the installed mmcv the build the plan asks for?
+  have mmcv "$MMCV_VERSION" && "$VPY" -c "import mmcv.ops" 2>/dev/null || return 1
+  local installed; installed=$(cat "$MMCV_MARKER" 2>/dev/null || true)
+  [ "$installed" = "$MMCV_CACHE_KEY" ] && return 0
+  # venvs installed before the marker existed hold the CPU wheel
+  [ -z "$installed" ] && [ "$MMCV_WITH_CUDA" = 0 ]
+}
+if ! mmcv_current; then
+  WHL=
+  for KEY in "$MMCV_CACHE_KEY" "${MMCV_LEGACY_KEYS[@]}"; do
+    WHL=$(ls "$CACHE/wheels/$KEY"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+    [ -n "$WHL" ] && break
+  done
   if [ -z "$WHL" ]; then
-    log "building mmcv $MMCV_VERSION with ops (CPU: about 12-13 minutes on 2 cores; built once, cached in $WHEELS)"
+    WHEELS=$CACHE/wheels/$MMCV_CACHE_KEY
+    mkdir -p "$WHEELS"
+    if [ "$MMCV_WITH_CUDA" = 1 ]; then
+      log "building mmcv $MMCV_VERSION with CUDA ops (${MMCV_BUILD_ENV[*]}; built once, cached in $WHEELS)"
+    else
+      log "building mmcv $MMCV_VERSION with ops (CPU: about 12-13 minutes on 2 cores; built once, cached in $WHEELS)"
+    fi
     TMP=$(mktemp -d)
-    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" wheel -v --no-build-isolation --no-deps \
+    env "${MMCV_BUILD_ENV[@]}" MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" wheel -v --no-build-isolation --no-deps \
         --no-binary mmcv "mmcv==$MMCV_VERSION" -w "$TMP" 2>&1 | grep -E --line-buffered '^\[[0-9]+/[0-9]+\]|error|Error|Successfully' || true
     WHL=$(ls "$TMP"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)
     [ -n "$WHL" ] || { echo "[install] ERROR: mmcv wheel build failed" >&2; exit 1; }
@@ -63,7 +89,9 @@ if ! have mmcv "$MMCV_VERSION" || ! "$VPY" -c "import mmcv.ops" 2>/dev/null; the
     rm -rf "$TMP"
   fi
   log "installing $WHL"
+  "${PIP[@]}" install -q --force-reinstall --no-deps "$WHL"
   "${PIP[@]}" install -q -c "$CONSTRAINTS" "$WHL"
+  echo "$MMCV_CACHE_KEY" > "$MMCV_MARKER"
 fi
 
 # 4. the rest of the stack, constrained so nothing moves torch or mmcv.
@@ -74,10 +102,12 @@ log "installing mmengine/mmdet/mmseg/mmpretrain and test tools (constrained)"
 "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-deps -r requirements/reference_nodeps.txt
 
 # 5. this package, editable. MMVIT_HYBRID_WITH_OPS=0 skips compiling the custom ops.
-# The marker stores a hash of setup.py, the custom-op sources (mmvit_hybrid/ops/csrc, names and
-# contents) and the ops switch; any change reinstalls, which recompiles mmvit_hybrid._ext.
+# The marker stores a hash of setup.py, the build rules, the custom-op sources (mmvit_hybrid/ops/csrc,
+# names and contents), the ops switch and what the build compiles here (CPU, or CUDA and its archs:
+# build_config.py's plan, so a GPU machine rebuilds a CPU-only extension); any change reinstalls.
 MARKER=$VENV/.mmvit_hybrid_installed
-BUILD_HASH=$( { echo "ops=${MMVIT_HYBRID_WITH_OPS:-1} cuda=${FORCE_CUDA:-0}"; sha256sum setup.py;
+OPS_PLAN=$("$VPY" mmvit_hybrid/ops/build_config.py ops)
+BUILD_HASH=$( { echo "ops=${MMVIT_HYBRID_WITH_OPS:-1} plan=$OPS_PLAN"; sha256sum setup.py mmvit_hybrid/ops/build_config.py;
   find mmvit_hybrid/ops/csrc -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0r sha256sum; } | sha256sum | cut -d' ' -f1)
 if ! "$VPY" -c "import mmvit_hybrid" 2>/dev/null || [ "$(cat "$MARKER" 2>/dev/null)" != "$BUILD_HASH" ]; then
   log "installing mmvit_hybrid (editable; compiles the custom ops unless MMVIT_HYBRID_WITH_OPS=0)"
@@ -118,3 +148,7 @@ print(f'[install] OK: torch {torch.__version__}, mmcv {mmcv.__version__}, mmengi
       f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, '
       f'mmvit_hybrid ops {"compiled" if ext_available() else "reference fallback"}')
 PYEOF
+# which compiled ops have CUDA kernels; fails loudly if a GPU is visible and they are missing
+if [ "${MMVIT_HYBRID_WITH_OPS:-1}" != 0 ]; then
+  "$VPY" tools/misc/check_ops.py
+fi

@@ -19,6 +19,14 @@ directly, never materialising the unfolded value tensor (2.25x the value map for
 save only ``value`` and ``attn`` for backward. :func:`outlook_attention_reference` is the
 unfold/fold formulation of timm's ``OutlookAttention``; it is used, with one warning, when the
 extension is not built.
+
+Mixed precision: under ``torch.autocast`` (CPU or CUDA) both inputs are cast to the autocast
+dtype, as autocast does for ``matmul`` (timm's ``attn @ v``). On CUDA this is what makes ``--amp``
+work: ``nn.Linear`` gives a float16 ``value`` while ``softmax`` is autocast to float32, so ``attn``
+arrives in float32. The rule is registered for the ops' Autocast dispatch keys (so direct
+``torch.ops.mmvit_hybrid.*`` calls and ``torch.compile`` get it too) and applied by
+:func:`outlook_attention` itself before it checks the inputs (so the reference fallback gets it).
+Outside autocast, mixed dtypes and devices are errors.
 """
 import math
 import warnings
@@ -128,13 +136,29 @@ def outlook_attention_reference(value, attn, kernel_size, padding, stride):
     return F.fold(out, (H, W), kernel_size, padding=padding, stride=stride)  # (B, C, H, W)
 
 
+def _autocast_dtype(device_type):
+    """The autocast dtype of ``device_type`` if autocast is enabled there, else None."""
+    if device_type not in ('cpu', 'cuda') or not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def _autocast_cast(tensors, device_type, dtype):
+    """Autocast's rule for a lower-precision op: cast float tensors of ``device_type`` (float64
+    excepted) to ``dtype``."""
+    return [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and
+            t.device.type == device_type and t.dtype != torch.float64 else t for t in tensors]
+
+
 def outlook_attention(value, attn, kernel_size, padding, stride):
     """Fused outlook attention, ``fold(attn @ unfold(value))`` without the unfolded tensors.
 
-    Runs ``torch.ops.mmvit_hybrid.outlook_attention_forward`` (differentiable; CPU in float32 and
-    float64 plus half/bfloat16, CUDA in float32, float64, half and bfloat16 with float
-    accumulation). Without the compiled extension (or without its CUDA kernels for a CUDA input)
-    it warns once and returns :func:`outlook_attention_reference`.
+    Runs ``torch.ops.mmvit_hybrid.outlook_attention_forward`` (differentiable; CPU and CUDA in
+    float32, float64, half and bfloat16, half/bfloat16 with float accumulation). Under
+    ``torch.autocast`` both inputs are first cast to the autocast dtype (so the float16 value and
+    float32 attention of CUDA autocast are accepted). Without the compiled extension (or without
+    its CUDA kernels for a CUDA input) it warns once and returns
+    :func:`outlook_attention_reference`.
 
     Args:
         value (Tensor): (B, C, H, W) projected values, ``v = Linear(x)`` channels-first.
@@ -149,6 +173,10 @@ def outlook_attention(value, attn, kernel_size, padding, stride):
         Tensor: (B, C, H, W); from the compiled kernels it is channels-last in memory, so
         ``out.permute(0, 2, 3, 1)`` (what VOLO's ``proj`` reads) is contiguous.
     """
+    if isinstance(value, torch.Tensor) and isinstance(attn, torch.Tensor):
+        dtype = _autocast_dtype(value.device.type)
+        if dtype is not None:
+            value, attn = _autocast_cast((value, attn), value.device.type, dtype)
     _check_inputs(value, attn, kernel_size, padding, stride)
     if not _EXT_AVAILABLE:
         _warn_once('missing', 'mmvit_hybrid.ops.outlook_attention: the compiled extension '
@@ -170,9 +198,31 @@ def outlook_attention(value, attn, kernel_size, padding, stride):
                                                             stride)
 
 
+def _register_autocast(qualname, lib):
+    """Register :func:`_autocast_cast` with the op's current autocast dtype for the AutocastCPU
+    and AutocastCUDA keys (``torch.library.register_autocast`` takes one fixed dtype; this is
+    the same mechanism with the dtype read from the autocast state, float16 or bfloat16)."""
+    op = torch._library.utils.lookup_op(qualname)
+    name = qualname.split('::')[1]
+    for device_type in ('cpu', 'cuda'):
+        key_name = 'Autocast' + torch._C._dispatch_key_for_device(device_type)
+        key = getattr(torch._C.DispatchKey, key_name)
+
+        def run(*args, _device_type=device_type, _key=key):
+            dtype = torch.get_autocast_dtype(_device_type)
+            with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(_key)):
+                return op(*_autocast_cast(args, _device_type, dtype))
+
+        op.py_impl(key)(run)  # used while tracing (torch.compile, make_fx)
+        lib.impl(name, lambda _keyset, *args, _run=run: _run(*args), key_name, with_keyset=True)
+
+
 if _EXT_AVAILABLE:
-    _fwd_op = 'mmvit_hybrid::outlook_attention_forward'
-    _bwd_op = 'mmvit_hybrid::outlook_attention_backward'
+    _ops = torch.ops.mmvit_hybrid
+    _FWD = 'mmvit_hybrid::outlook_attention_forward'
+    _GRAD_VALUE = 'mmvit_hybrid::outlook_attention_grad_value'
+    _GRAD_ATTN = 'mmvit_hybrid::outlook_attention_grad_attn'
+    _LIB = torch.library.Library('mmvit_hybrid', 'IMPL')  # kept alive with the module
 
     def _check_fake_devices(*tensors):
         # the dispatcher sends a mix of meta and real tensors here rather than to the kernels
@@ -181,48 +231,88 @@ if _EXT_AVAILABLE:
                              f'({", ".join(str(t.device) for t in tensors)}); move them to the '
                              'same device')
 
-    @torch.library.register_fake(_fwd_op)
-    def _forward_fake(value, attn, kernel_size, padding, stride):
-        _check_fake_devices(value, attn)
-        # the kernels write (B, C, H, W) outputs channels-last, the layout VOLO's proj reads
-        return torch.empty(value.shape, dtype=value.dtype, device=value.device,
+    def _empty_map(like):
+        # the kernels write (B, C, H, W) maps channels-last, the layout VOLO's proj reads
+        return torch.empty(like.shape, dtype=like.dtype, device=like.device,
                            memory_format=torch.channels_last)
 
-    @torch.library.register_fake(_bwd_op)
-    def _backward_fake(grad_output, value, attn, kernel_size, padding, stride):
-        _check_fake_devices(grad_output, value, attn)
-        return (torch.empty(value.shape, dtype=value.dtype, device=value.device,
-                            memory_format=torch.channels_last),
-                torch.empty(attn.shape, dtype=attn.dtype, device=attn.device))
+    @torch.library.register_fake(_FWD)
+    def _forward_fake(value, attn, kernel_size, padding, stride):
+        _check_fake_devices(value, attn)
+        return _empty_map(value)
+
+    @torch.library.register_fake(_GRAD_VALUE)
+    def _grad_value_fake(grad_output, attn, kernel_size, padding, stride):
+        _check_fake_devices(grad_output, attn)
+        return _empty_map(grad_output)
+
+    @torch.library.register_fake(_GRAD_ATTN)
+    def _grad_attn_fake(grad_output, value, num_heads, kernel_size, padding, stride):
+        _check_fake_devices(grad_output, value)
+        B, C, H, W = value.shape
+        Ho = (H + 2 * padding - kernel_size) // stride + 1
+        Wo = (W + 2 * padding - kernel_size) // stride + 1
+        kk = kernel_size * kernel_size
+        return value.new_empty((B, num_heads, Ho, Wo, kk, kk))
+
+    # The op is bilinear: out = F(v, a), grad_value = G(go, a), grad_attn = A(go, v), with
+    # <G(go, a), x> = <go, F(x, a)> and <A(go, v), y> = <go, F(v, y)>. Each backward computes
+    # only the gradients autograd asks for and saves only the tensors those need.
+
+    def _save_needed(ctx, first, second):
+        """Save ``second`` only if the first input needs a gradient (the gradient to input 0 of
+        these bilinear ops depends only on input 1) and ``first`` only if the second does."""
+        need = ctx.needs_input_grad
+        ctx.save_for_backward(first if need[1] else None, second if need[0] else None)
 
     def _forward_setup_context(ctx, inputs, output):
         value, attn, kernel_size, padding, stride = inputs
-        ctx.save_for_backward(value, attn)
+        _save_needed(ctx, value, attn)
         ctx.cfg = (kernel_size, padding, stride)
+        ctx.heads = attn.shape[1]
 
     def _forward_backward(ctx, grad_output):
         value, attn = ctx.saved_tensors
-        grad_value, grad_attn = torch.ops.mmvit_hybrid.outlook_attention_backward(
-            grad_output, value, attn, *ctx.cfg)
+        need = ctx.needs_input_grad
+        grad_value = _ops.outlook_attention_grad_value(grad_output, attn, *ctx.cfg) \
+            if need[0] else None
+        grad_attn = _ops.outlook_attention_grad_attn(grad_output, value, ctx.heads, *ctx.cfg) \
+            if need[1] else None
         return grad_value, grad_attn, None, None, None
 
-    def _backward_setup_context(ctx, inputs, output):
-        grad_output, value, attn, kernel_size, padding, stride = inputs
-        ctx.save_for_backward(grad_output, value, attn)
+    def _grad_value_setup_context(ctx, inputs, output):
+        grad_output, attn, kernel_size, padding, stride = inputs
+        _save_needed(ctx, grad_output, attn)
+        ctx.cfg = (kernel_size, padding, stride)
+        ctx.heads = attn.shape[1]
+
+    def _grad_value_backward(ctx, gg):
+        # grad_value = G(go, a): d/dgo <gg, G(go, a)> = F(gg, a); d/da = A(go, gg)
+        grad_output, attn = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        d_go = _ops.outlook_attention_forward(gg, attn, *ctx.cfg) if need[0] else None
+        d_attn = _ops.outlook_attention_grad_attn(grad_output, gg, ctx.heads, *ctx.cfg) \
+            if need[1] else None
+        return d_go, d_attn, None, None, None
+
+    def _grad_attn_setup_context(ctx, inputs, output):
+        grad_output, value, num_heads, kernel_size, padding, stride = inputs
+        _save_needed(ctx, grad_output, value)
         ctx.cfg = (kernel_size, padding, stride)
 
-    def _backward_backward(ctx, gg_value, gg_attn):
-        # The op is bilinear: out = F(v, a), grad_value = G(go, a), grad_attn = C(go, v), with
-        # <G(go, a), x> = <go, F(x, a)> and <C(go, v), y> = <go, F(v, y)>.
-        grad_output, value, attn = ctx.saved_tensors
-        ops = torch.ops.mmvit_hybrid
-        d_go = (ops.outlook_attention_forward(gg_value, attn, *ctx.cfg) +
-                ops.outlook_attention_forward(value, gg_attn, *ctx.cfg))
-        d_value = ops.outlook_attention_backward(grad_output, value, gg_attn, *ctx.cfg)[0]
-        d_attn = ops.outlook_attention_backward(grad_output, gg_value, attn, *ctx.cfg)[1]
-        return d_go, d_value, d_attn, None, None, None
+    def _grad_attn_backward(ctx, gg):
+        # grad_attn = A(go, v): d/dgo <gg, A(go, v)> = F(v, gg); d/dv = G(go, gg)
+        grad_output, value = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        d_go = _ops.outlook_attention_forward(value, gg, *ctx.cfg) if need[0] else None
+        d_value = _ops.outlook_attention_grad_value(grad_output, gg, *ctx.cfg) \
+            if need[1] else None
+        return d_go, d_value, None, None, None, None
 
-    torch.library.register_autograd(_fwd_op, _forward_backward,
-                                    setup_context=_forward_setup_context)
-    torch.library.register_autograd(_bwd_op, _backward_backward,
-                                    setup_context=_backward_setup_context)
+    torch.library.register_autograd(_FWD, _forward_backward, setup_context=_forward_setup_context)
+    torch.library.register_autograd(_GRAD_VALUE, _grad_value_backward,
+                                    setup_context=_grad_value_setup_context)
+    torch.library.register_autograd(_GRAD_ATTN, _grad_attn_backward,
+                                    setup_context=_grad_attn_setup_context)
+    for _qualname in (_FWD, _GRAD_VALUE, _GRAD_ATTN):
+        _register_autocast(_qualname, _LIB)

@@ -15,9 +15,9 @@ Importing this module registers FLOP formulas that torch lacks
   softmax are not counted, as for every other op), twice that backward.
 * ``aten.mkldnn_convolution``: oneDNN's convolution, which ``RelPosAttention.project_qkv``
   calls directly on CPU; the same formula as ``aten.convolution``.
-* ``mmvit_hybrid::outlook_attention_forward`` / ``_backward`` (the fused op of
+* ``mmvit_hybrid::outlook_attention_forward`` / ``_grad_value`` / ``_grad_attn`` (the fused op of
   :mod:`mmvit_hybrid.ops.outlook_attention`): the multiply-adds of ``attn @ unfold(v)``, i.e.
-  ``2 * B * C * Ho * Wo * K^4`` forward, twice that backward (grad of value and of attn), so the
+  ``2 * B * C * Ho * Wo * K^4`` forward and the same for each of the two gradients, so the
   fused op and the unfold/fold reference give the same count.
 """
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -64,8 +64,12 @@ def _outlook_forward_flop(value_shape, attn_shape, *args, out_shape=None, **kwar
     return outlook_attention_flops(value_shape, attn_shape)
 
 
-def _outlook_backward_flop(grad_shape, value_shape, attn_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * outlook_attention_flops(value_shape, attn_shape)
+def _outlook_grad_value_flop(grad_shape, attn_shape, *args, out_shape=None, **kwargs) -> int:
+    return outlook_attention_flops(grad_shape, attn_shape)
+
+
+def _outlook_grad_attn_flop(grad_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return outlook_attention_flops(value_shape, out_shape)
 
 
 _register(aten._scaled_dot_product_flash_attention_for_cpu, _sdpa_cpu_flop)
@@ -75,7 +79,8 @@ try:
     from mmvit_hybrid.ops import ext_available  # loads the extension, registering the op
     if ext_available():
         _register(torch.ops.mmvit_hybrid.outlook_attention_forward, _outlook_forward_flop)
-        _register(torch.ops.mmvit_hybrid.outlook_attention_backward, _outlook_backward_flop)
+        _register(torch.ops.mmvit_hybrid.outlook_attention_grad_value, _outlook_grad_value_flop)
+        _register(torch.ops.mmvit_hybrid.outlook_attention_grad_attn, _outlook_grad_attn_flop)
 except (ImportError, AttributeError):  # no compiled op: the reference's bmm is counted instead
     pass
 

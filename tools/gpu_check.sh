@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The prepared device check: on a CUDA machine, in one run (target: under 8 minutes on one H200),
+#   1. build mmvit_hybrid._ext in place with CUDA against this machine's torch;
+#   2. check which compiled ops have CUDA kernels (tools/misc/check_ops.py --smoke);
+#   3. run the op tests (tests/test_outlook_attention*.py; torch alone suffices): fp32/fp16/bf16
+#      parity against float64 by relative norm with poisoned outputs, gradcheck, opcheck, >2^31
+#      elements forward and backward, a non-default stream;
+#   4. time the fused op against the unfold/fold reference at VOLO-D1 stage-1 shapes (224, 512,
+#      1024x2048 inputs; fp32 and bf16) with peak memory and GB/s against a copy measured here
+#      (benchmarks/outlook_attention.py);
+#   5. with the OpenMMLab stack and timm importable: CUDA autocast fp16/bf16 forward+backward of
+#      every backbone (tests/test_amp.py -k cuda) and VOLO-D1 and the BoT attention layer
+#      forward+backward under AMP against timm with identical weights
+#      (benchmarks/compare_reference.py); without the stack these rows say so;
+#   6. end with one table (benchmarks/gpu_report.py), also written to OUT/gpu_check.md.
+#
+# Usage:
+#   bash tools/gpu_check.sh [--out DIR]      # on the GPU machine (DIR defaults to $OUT, else
+#                                            # work_dirs/gpu_check)
+#   bash tools/gpu_check.sh --dry-run        # the same steps on CPU at toy sizes, no build
+#                                            # (tests/test_build.py runs this)
+# PYTHON selects the interpreter (default: .venv/bin/python if present, else python3).
+# A machine without pytest/setuptools/ninja (the lent GPU machine has no package index) gets them
+# from the wheels in ${GPU_WHEELS:-work_dirs/gpu_wheels}, prepared on a machine with an index by
+#   pip download --only-binary=:all: --no-deps --platform manylinux2014_x86_64 --python-version 3.12 \
+#       -d work_dirs/gpu_wheels pytest iniconfig pluggy packaging pygments "setuptools>=77,<81" ninja
+# and carried along (3 MB).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DRY=0
+OUTDIR=${OUT:-work_dirs/gpu_check}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --out) OUTDIR=$2; shift ;;
+    *) echo "usage: bash tools/gpu_check.sh [--dry-run] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
+elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
+else PY=python3; fi
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+STEPS=$OUTDIR/steps.tsv
+: > "$STEPS"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # torch-only machines: no editable install
+log() { echo "[gpu_check] $(date +%H:%M:%S) $*"; }
+
+# step NAME TIMEOUT_S CMD...: run, keep the log, record status and seconds; never abort the script
+step() {
+  local name=$1 limit=$2; shift 2
+  log "$name: $*"
+  local t0=$SECONDS rc
+  timeout "$limit" "$@" > "$OUTDIR/$name.log" 2>&1
+  rc=$?
+  tail -n 25 "$OUTDIR/$name.log"
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$STEPS"
+  log "$name: exit $rc after $((SECONDS - t0)) s"
+}
+skip() {  # skip NAME REASON
+  log "$1: not run: $2"
+  printf '%s\tskip\t0\t%s\n' "$1" "$2" >> "$STEPS"
+}
+
+log "mode: $([ $DRY = 1 ] && echo 'dry run (CPU, toy sizes)' || echo 'GPU'), python: $PY, results: $OUTDIR"
+"$PY" -c "import torch; print('[gpu_check] torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
+if [ $DRY = 0 ]; then
+  "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" ||
+    { echo "[gpu_check] no CUDA device visible; use --dry-run on CPU machines" >&2; exit 2; }
+  DEVICE=cuda
+  TEST_SELECT=()
+else
+  DEVICE=cpu
+  TEST_SELECT=(-k "(relative_norm and cpu and B2C12) or (opcheck and cpu) or non_default_stream or past_int32")
+fi
+
+# 0. tools the steps need
+WHEELS=${GPU_WHEELS:-work_dirs/gpu_wheels}
+MISSING=()
+for mod in pytest setuptools ninja; do "$PY" -c "import $mod" 2>/dev/null || MISSING+=("$mod"); done
+if [ ${#MISSING[@]} -gt 0 ]; then
+  if [ -d "$WHEELS" ]; then  # into a side folder: the machine's Python stays as it is
+    DEPS=${TMPDIR:-/tmp}/mmvit_gpu_check_deps
+    step tools 120 "$PY" -m pip install -q --no-index --find-links "$WHEELS" --target "$DEPS" "${MISSING[@]}"
+    export PYTHONPATH=$PYTHONPATH:$DEPS PATH=$DEPS/bin:$PATH
+  else
+    log "missing ${MISSING[*]} and no wheel folder $WHEELS: the steps that need them will fail"
+  fi
+fi
+
+# 1. build
+if [ $DRY = 0 ]; then
+  step build 420 env FORCE_CUDA=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" setup.py build_ext --inplace
+else
+  # no compile in the dry run: the plan the build would follow (build_config.py) must come out
+  step build 60 "$PY" mmvit_hybrid/ops/build_config.py ops
+fi
+
+# 2. which ops have CUDA kernels
+ONLY=(mmvit_hybrid)
+"$PY" -c "import mmcv.ops" 2>/dev/null && ONLY+=(mmcv)
+step check_ops 120 "$PY" tools/misc/check_ops.py --only "${ONLY[@]}" --smoke
+
+# 3. op tests (torch alone)
+step op_tests 300 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_outlook_attention_op.py \
+    tests/test_outlook_attention_robustness.py "${TEST_SELECT[@]}" --junitxml="$OUTDIR/op_tests.xml"
+
+# 4. fused op vs unfold/fold
+if [ $DRY = 0 ]; then
+  step op_bench 300 "$PY" benchmarks/outlook_attention.py --device cuda --dtype float32 bfloat16 \
+      --json "$OUTDIR/op_bench.json"
+else
+  step op_bench 120 "$PY" benchmarks/outlook_attention.py --device cpu --threads 1 --shapes tiny \
+      --dtype float32 bfloat16 --reps 1 --json "$OUTDIR/op_bench.json"
+fi
+
+# 5. models: CUDA autocast for every backbone, VOLO-D1 / BoT attention vs timm under AMP
+if STACK_ERR=$("$PY" -c "import mmvit_hybrid.models, timm" 2>&1); then
+  if [ $DRY = 0 ]; then
+    step amp_tests 240 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_amp.py -k cuda \
+        --junitxml="$OUTDIR/amp_tests.xml"
+    for AMP in fp16 bf16; do
+      step "models_$AMP" 300 "$PY" benchmarks/compare_reference.py --device cuda --amp "$AMP" \
+          --mode fwdbwd --cases volo_d1 bot_attn --sizes 224 512 --batch 64 8 --iters 20 \
+          --memory --json "$OUTDIR/models_$AMP.json"
+    done
+  else
+    step amp_tests 120 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_amp.py \
+        -k "backbone and VOLO" --junitxml="$OUTDIR/amp_tests.xml"
+    step models_bf16 180 "$PY" benchmarks/compare_reference.py --device cpu --threads 1 --amp bf16 \
+        --mode fwdbwd --cases volo_d1 bot_attn --sizes 32 --batch 1 --warmup 0 --iters 1 \
+        --json "$OUTDIR/models_bf16.json"
+  fi
+else
+  REASON="the OpenMMLab stack or timm is not importable here ($(echo "$STACK_ERR" | tail -n1))"
+  skip amp_tests "$REASON"
+  skip models_fp16 "$REASON"
+  skip models_bf16 "$REASON"
+fi
+
+# 6. the table
+"$PY" benchmarks/gpu_report.py "$OUTDIR" $([ $DRY = 1 ] && echo --dry-run) | tee "$OUTDIR/gpu_check.md"
+exit "${PIPESTATUS[0]}"
