@@ -35,6 +35,17 @@ BACKBONES = {
 }
 
 
+# the outputs at the minimum input (BoTNet: 8x8): (1, C, H, W) per stage, by each backbone's
+# downsampling rule: DS-Net and DMFormer 32x32 at strides 4-32, VOLO 16x16 at its native strides
+# 8/16/16/16, BoTNet 8 -> 4 -> 2 (stem) and ceil(2 / 2) = 1 after
+AT_MINIMUM = {
+    'DSNet': [(1, 64, 8, 8), (1, 128, 4, 4), (1, 320, 2, 2), (1, 512, 1, 1)],
+    'DMFormer': [(1, c, 32 // s, 32 // s) for c, s in zip((64, 128, 320, 512), (4, 8, 16, 32))],
+    'VOLO': [(1, 192, 2, 2), (1, 384, 1, 1), (1, 384, 1, 1), (1, 384, 1, 1)],
+    'BoTNet': [(1, 256, 2, 2), (1, 512, 1, 1), (1, 1024, 1, 1), (1, 2048, 1, 1)],
+}
+
+
 def build(name, **kwargs):
     return MODELS.build(dict(type=name, **{**BACKBONES.get(name, {}), **kwargs}))
 
@@ -57,16 +68,15 @@ def test_image_below_minimum_size(name):
     model = build(name).eval()
     minimum = getattr(model, 'min_input_size', None)
     with torch.no_grad():
-        if minimum is None:  # pads internally (BoTNet: any size >= 1 works)
+        if minimum is None:  # every stride-2 layer rounds up (BoTNet: any size >= 1 works)
             outs = model(torch.rand(1, 3, 8, 8))
-            assert len(outs) == 4 and all(o.shape[0] == 1 for o in outs)
-            return
-        with pytest.raises(ValueError) as info:
-            model(torch.rand(1, 3, minimum - 1, minimum + 5))
-        assert f'needs inputs of at least {minimum}x{minimum}' in str(info.value)
-        assert 'pad or resize' in str(info.value)
-        outs = model(torch.rand(1, 3, minimum, minimum))
-        assert all(o.shape[-1] >= 1 for o in outs)
+        else:
+            with pytest.raises(ValueError) as info:
+                model(torch.rand(1, 3, minimum - 1, minimum + 5))
+            assert f'needs inputs of at least {minimum}x{minimum}' in str(info.value)
+            assert 'pad or resize' in str(info.value)
+            outs = model(torch.rand(1, 3, minimum, minimum))
+    assert [tuple(o.shape) for o in outs] == AT_MINIMUM[name]
 
 
 @pytest.fixture(scope='module')
