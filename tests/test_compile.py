@@ -73,8 +73,8 @@ def test_volo_compiled_gradients_match_eager():
 
 
 def test_botnet_compiles_as_one_graph_with_matching_gradients():
-    """BoTNet's attention (default 'auto' -> 'matmul': the RelPosLogits autograd.Function and its
-    strided offset views) traces without graph breaks, and the gradients match eager, also for the
+    """BoTNet's attention (default 'auto' -> 'matmul': explicit logits, the tables resampled by
+    index arithmetic) traces without graph breaks, and the gradients match eager, also for the
     odd c4 map (4x5) whose stride-2 pooling is ceil-mode."""
     torch._dynamo.reset()
     model = build('botnet')
