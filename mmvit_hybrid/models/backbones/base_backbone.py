@@ -124,9 +124,12 @@ class HybridBackbone(BaseModule):
     def default_init_weights(self):
         """The reference implementation's initialisation; subclasses override."""
 
-    def load_pretrained(self, cfg: dict):
-        """Load ``cfg['checkpoint']`` (keys under ``cfg['prefix']`` if given) and fail loudly on a
-        key mismatch, naming the keys and the usual fixes."""
+    #: prefixes of parameters a checkpoint may lack (they keep their init; logged)
+    init_only_prefixes: tuple = ()
+
+    def read_pretrained(self, cfg: dict) -> dict:
+        """The state dict of ``cfg['checkpoint']``: the keys under ``cfg['prefix']`` (prefix removed)
+        if given, a DDP ``module.`` prefix removed."""
         unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'map_location'}
         if unknown:
             raise ValueError(f'{type(self).__name__}: unknown Pretrained init_cfg keys {sorted(unknown)}')
@@ -139,20 +142,35 @@ class HybridBackbone(BaseModule):
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
             if not state_dict:
                 raise ValueError(f'{type(self).__name__}: no key of {cfg["checkpoint"]} starts with '
-                               f'prefix {prefix!r}; fix the prefix (e.g. "backbone.") or drop it')
-        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+                                 f'prefix {prefix!r}; fix the prefix (e.g. "backbone.") or drop it')
+        return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+
+    def adapt_pretrained(self, state_dict: dict) -> dict:
+        """Fit a checkpoint's state dict to this model before the strict load (identity here)."""
+        return state_dict
+
+    def load_pretrained(self, cfg: dict):
+        """Load ``cfg['checkpoint']`` (keys under ``cfg['prefix']`` if given) and fail loudly on a
+        key mismatch (apart from :attr:`init_only_prefixes`), naming the keys and the usual fixes."""
+        state_dict = self.adapt_pretrained(self.read_pretrained(cfg))
         try:
             result = self.load_state_dict(state_dict, strict=False)
         except RuntimeError as err:  # shape mismatches
             raise ValueError(f'{type(self).__name__}: checkpoint {cfg["checkpoint"]} has tensors of other '
                              f'shapes than this model; check `arch`. {err}') from err
-        if result.missing_keys or result.unexpected_keys:
+        fresh = [k for k in result.missing_keys if self.init_only_prefixes and k.startswith(self.init_only_prefixes)]
+        missing = [k for k in result.missing_keys if k not in fresh]
+        if missing or result.unexpected_keys:
             raise ValueError(
                 f'{type(self).__name__}: checkpoint {cfg["checkpoint"]} does not match this model: '
-                f'{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), '
+                f'{len(missing)} missing keys (e.g. {missing[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[:3]}). '
                 'Check `arch`, set `prefix` (e.g. "backbone." for a detector or classifier checkpoint), '
                 'or convert third-party weights: '
                 + CONVERTERS.get(type(self).__name__, 'see tools/model_converters/') + '.')
+        if fresh:
+            MMLogger.get_current_instance().info(
+                f'{type(self).__name__}: {len(fresh)} tensors not in the checkpoint keep their init '
+                f'({", ".join(self.init_only_prefixes)})')
         MMLogger.get_current_instance().info(
             f'{type(self).__name__}: loaded {len(state_dict)} tensors from {cfg["checkpoint"]}')

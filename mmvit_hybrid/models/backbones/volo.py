@@ -50,11 +50,20 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.logging import MMLogger
 from mmengine.model.weight_init import constant_init, trunc_normal_, trunc_normal_init
-from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmvit_hybrid.registry import MODELS
 from ..layers import ClassAttentionBlock, MHSABlock, Outlooker
 from .base_backbone import HybridBackbone
+
+
+def resize_pos_embed(pos: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """A (1, h0, w0, C) position embedding for an (h, w) token grid: (1, h, w, C), bicubic
+    (``align_corners=False``, no antialiasing, as the reference). At (h0, w0) the bicubic weights
+    are exactly (0, 1, 0, 0), the identity; no branch on the size, so an exported graph resamples
+    for the sizes it meets at run time."""
+    # (1, h0, w0, C) -> (1, C, h0, w0) -> (1, C, h, w) -> (1, h, w, C)
+    resized = F.interpolate(pos.permute(0, 3, 1, 2).float(), size=tuple(grid), mode='bicubic', align_corners=False)
+    return resized.permute(0, 2, 3, 1).to(pos.dtype)
 
 
 @MODELS.register_module()
@@ -278,13 +287,9 @@ class VOLO(HybridBackbone):
         if self.out_type == 'cls_and_tokens':
             trunc_normal_(self.cls_token, std=.02)
 
-    def resized_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
-        """The position embedding for an (h, w) token grid: (1, h, w, C), bicubic if resized."""
-        if tuple(self.pos_embed.shape[1:3]) == tuple(hw):
-            return self.pos_embed
-        pos = self.pos_embed.permute(0, 3, 1, 2)  # (1, h0, w0, C) -> (1, C, h0, w0)
-        pos = F.interpolate(pos, size=tuple(hw), mode='bicubic', align_corners=False)
-        return pos.permute(0, 2, 3, 1)  # (1, C, h, w) -> (1, h, w, C)
+    def resized_pos_embed(self, hw: Sequence[int]) -> torch.Tensor:
+        """The position embedding for an (h, w) token grid: (1, h, w, C)."""
+        return resize_pos_embed(self.pos_embed, hw)
 
     def _check_input(self, x: torch.Tensor):
         if x.dim() != 4:
@@ -332,6 +337,10 @@ class VOLO(HybridBackbone):
                     break
         if self.out_type == 'cls_and_tokens':
             return self._forward_cls(x)
+        return self._forward_featmaps(feats)
+
+    def _forward_featmaps(self, feats: dict) -> Tuple[torch.Tensor, ...]:
+        """{stage: (B, h, w, C) tokens} -> the normed (B, C, H / s, W / s) maps at the out strides."""
         outs = []
         for i in self.out_indices:
             out = self.out_norms[str(i)](feats[i]).permute(0, 3, 1, 2)  # (B, h, w, C) -> (B, C, h, w)
@@ -349,24 +358,14 @@ class VOLO(HybridBackbone):
         patch = tokens[:, 1:].transpose(1, 2).reshape(B, C, H, W)  # (B, HW, C) -> (B, C, H, W)
         return tokens[:, 0], patch
 
-    def load_pretrained(self, cfg: dict):
-        """Strict loading, adapted to VOLO's two modes: the class-attention part of a
-        classification checkpoint is dropped in ``'featmap'`` mode and the dense-only output norms
-        and resamplers keep their init; a position embedding of another grid is interpolated.
-        Anything else missing or unexpected raises."""
-        unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'map_location'}
-        if unknown:
-            raise ValueError(f'VOLO: unknown Pretrained init_cfg keys {sorted(unknown)}')
-        checkpoint = CheckpointLoader.load_checkpoint(cfg['checkpoint'], map_location=cfg.get('map_location', 'cpu'))
-        state_dict = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
-        prefix = cfg.get('prefix')
-        if prefix:
-            prefix = prefix if prefix.endswith('.') else prefix + '.'
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if not state_dict:
-                raise ValueError(f'VOLO: no key of {cfg["checkpoint"]} starts with prefix {prefix!r}; fix the '
-                                 'prefix (e.g. "backbone.") or drop it')
-        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    @property
+    def init_only_prefixes(self) -> tuple:
+        """In ``'featmap'`` mode a classification checkpoint lacks the output norms and resamplers."""
+        return self.featmap_only_prefixes if self.out_type == 'featmap' else ()
+
+    def adapt_pretrained(self, state_dict: dict) -> dict:
+        """Fit a checkpoint of either mode: ``'featmap'`` drops the class-attention part; a position
+        embedding of another grid is interpolated (bicubic)."""
         logger = MMLogger.get_current_instance()
         if self.out_type == 'featmap':
             dropped = [k for k in state_dict if k.startswith(self.cls_only_prefixes)]
@@ -375,27 +374,9 @@ class VOLO(HybridBackbone):
                 logger.info(f'VOLO: dense mode ignores {len(dropped)} classification tensors of the checkpoint '
                             '(class token, class-attention blocks, final norm)')
         pos = state_dict.get('pos_embed')
+        grid = tuple(self.pos_embed.shape[1:3])
         if pos is not None and pos.dim() == 4 and pos.shape[0] == 1 and pos.shape[-1] == self.pos_embed.shape[-1] \
-                and pos.shape[1:3] != self.pos_embed.shape[1:3]:
-            logger.info(f'VOLO: interpolating the checkpoint position embedding {tuple(pos.shape[1:3])} -> '
-                        f'{tuple(self.pos_embed.shape[1:3])}')
-            resized = F.interpolate(pos.permute(0, 3, 1, 2).float(), size=tuple(self.pos_embed.shape[1:3]),
-                                    mode='bicubic', align_corners=False)
-            state_dict['pos_embed'] = resized.permute(0, 2, 3, 1).to(pos.dtype)
-        try:
-            result = self.load_state_dict(state_dict, strict=False)
-        except RuntimeError as err:  # shape mismatches
-            raise ValueError(f'VOLO: checkpoint {cfg["checkpoint"]} has tensors of other shapes than this '
-                             f'model; check `arch`. {err}') from err
-        fresh = [k for k in result.missing_keys if k.startswith(self.featmap_only_prefixes)]
-        missing = [k for k in result.missing_keys if k not in fresh]
-        if missing or result.unexpected_keys:
-            raise ValueError(
-                f'VOLO: checkpoint {cfg["checkpoint"]} does not match this model: {len(missing)} missing keys '
-                f'(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected keys '
-                f'(e.g. {result.unexpected_keys[:3]}). Check `arch` and `out_type`, set `prefix` (e.g. '
-                '"backbone." for a classifier checkpoint), or convert official/timm weights with '
-                'tools/model_converters/volo_to_mmvit.py.')
-        if fresh:
-            logger.info(f'VOLO: {len(fresh)} dense-only tensors (output norms, resamplers) keep their init')
-        logger.info(f'VOLO: loaded {len(state_dict)} tensors from {cfg["checkpoint"]}')
+                and tuple(pos.shape[1:3]) != grid:
+            logger.info(f'VOLO: interpolating the checkpoint position embedding {tuple(pos.shape[1:3])} -> {grid}')
+            state_dict = dict(state_dict, pos_embed=resize_pos_embed(pos, grid))
+        return state_dict
