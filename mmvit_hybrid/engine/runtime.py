@@ -68,8 +68,17 @@ def init_cpu_distributed(cfg, training: bool = True) -> bool:
             'torchrun sets: start it with bash tools/dist_train.sh CONFIG NPROC (or '
             'python -m torch.distributed.run --nproc_per_node=N tools/train.py CONFIG '
             '--launcher pytorch)')
+    if training:
+        _refuse_sync_bn(cfg)
+    _start_gloo_process_group(cfg)
+    _use_cpu_ddp_wrapper(cfg)
+    return True
+
+
+def _refuse_sync_bn(cfg):
+    """Raise if the model (or ``cfg.sync_bn``) asks for SyncBN: torch's has no CPU kernels."""
     sync_bn = list(_find_sync_bn(cfg.get('model', {}), 'model'))
-    if training and (sync_bn or cfg.get('sync_bn')):
+    if sync_bn or cfg.get('sync_bn'):
         where = ', '.join(f'{k}.type' for k in sync_bn) or f"sync_bn={cfg.get('sync_bn')!r}"
         fix = ' '.join(f'{k}.type=BN' for k in sync_bn) or 'sync_bn=None'
         raise RuntimeError(
@@ -77,6 +86,9 @@ def init_cpu_distributed(cfg, training: bool = True) -> bool:
             f'For CPU DDP use plain BN, e.g. --cfg-options {fix} (each process then normalises '
             'over its own batch).')
 
+
+def _start_gloo_process_group(cfg):
+    """``init_process_group('gloo')`` with ``env_cfg.dist_cfg.timeout`` (seconds) if given."""
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}) or {})
     backend = dist_cfg.pop('backend', 'gloo')
     if backend != 'gloo':
@@ -86,6 +98,9 @@ def init_cpu_distributed(cfg, training: bool = True) -> bool:
     kwargs = dict(timeout=datetime.timedelta(seconds=timeout)) if timeout else {}
     torch_dist.init_process_group(backend='gloo', **kwargs)
 
+
+def _use_cpu_ddp_wrapper(cfg):
+    """Set (or complete) ``cfg.model_wrapper_cfg`` for DDP with the module on the CPU."""
     wrapper = cfg.get('model_wrapper_cfg')
     if wrapper is None:
         # what Runner.wrap_model builds by default, minus device_ids (None = module on CPU)
@@ -94,7 +109,6 @@ def init_cpu_distributed(cfg, training: bool = True) -> bool:
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     elif wrapper.get('type', 'MMDistributedDataParallel') in DDP_WRAPPERS:
         wrapper.setdefault('device_ids', None)
-    return True
 
 
 def check_amp_available(cfg) -> None:
