@@ -25,7 +25,6 @@ Usage (the tables in configs/botnet/README.md were measured with these):
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -92,12 +91,8 @@ def machine(args) -> str:
     import torch
     if args.device.startswith('cuda'):
         return f'{torch.cuda.get_device_name()}, torch {torch.__version__}'
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
+    from mmvit_hybrid.utils import cpu_name
+    cpu = cpu_name()
     return f'{cpu}, {os.cpu_count()} cores, {args.threads} torch threads, torch {torch.__version__}'
 
 

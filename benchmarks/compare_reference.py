@@ -35,7 +35,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from mmvit_hybrid.utils import cpu_allocator_peak_mib
+from mmvit_hybrid.utils import cpu_allocator_peak_mib, cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ('volo_d1', 'volo_d2', 'bot_attn')
@@ -191,12 +190,7 @@ def memory_child(spec):
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return (f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}, '
             f'load average {os.getloadavg()[0]:.2f}')
 

@@ -15,7 +15,6 @@ Example:
 import argparse
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,18 +22,15 @@ import time
 
 import torch
 
+from mmvit_hybrid.utils import cpu_name
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = ['configs/dsnet/dsnet_t_in1k.py', 'configs/dmformer/dmformer_s_in1k.py', 'configs/volo/volo_d1_in1k.py',
            'configs/botnet/botnet50_in1k.py']
 
 
 def machine(threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     import onnxruntime
     return (f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, '
             f'{threads} thread(s), load average {os.getloadavg()[0]:.2f}')
