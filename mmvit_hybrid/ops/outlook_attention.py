@@ -265,9 +265,10 @@ if _EXT_AVAILABLE:
         need = ctx.needs_input_grad
         ctx.save_for_backward(first if need[1] else None, second if need[0] else None)
 
-    def _forward_setup_context(ctx, inputs, output):
-        value, attn, kernel_size, padding, stride = inputs
-        _save_needed(ctx, value, attn)
+    def _attn_pair_setup_context(ctx, inputs, output):
+        """Forward and grad_value share the signature (tensor, attn, kernel_size, padding, stride)."""
+        tensor, attn, kernel_size, padding, stride = inputs
+        _save_needed(ctx, tensor, attn)
         ctx.cfg = (kernel_size, padding, stride)
         ctx.heads = attn.shape[1]
 
@@ -279,12 +280,6 @@ if _EXT_AVAILABLE:
         grad_attn = _ops.outlook_attention_grad_attn(grad_output, value, ctx.heads, *ctx.cfg) \
             if need[1] else None
         return grad_value, grad_attn, None, None, None
-
-    def _grad_value_setup_context(ctx, inputs, output):
-        grad_output, attn, kernel_size, padding, stride = inputs
-        _save_needed(ctx, grad_output, attn)
-        ctx.cfg = (kernel_size, padding, stride)
-        ctx.heads = attn.shape[1]
 
     def _grad_value_backward(ctx, gg):
         # grad_value = G(go, a): d/dgo <gg, G(go, a)> = F(gg, a); d/da = A(go, gg)
@@ -309,9 +304,9 @@ if _EXT_AVAILABLE:
             if need[1] else None
         return d_go, d_value, None, None, None, None
 
-    torch.library.register_autograd(_FWD, _forward_backward, setup_context=_forward_setup_context)
+    torch.library.register_autograd(_FWD, _forward_backward, setup_context=_attn_pair_setup_context)
     torch.library.register_autograd(_GRAD_VALUE, _grad_value_backward,
-                                    setup_context=_grad_value_setup_context)
+                                    setup_context=_attn_pair_setup_context)
     torch.library.register_autograd(_GRAD_ATTN, _grad_attn_backward,
                                     setup_context=_grad_attn_setup_context)
     for _qualname in (_FWD, _GRAD_VALUE, _GRAD_ATTN):
