@@ -561,19 +561,12 @@ def test_botnet_norm_eval():
     assert not torch.equal(model.bn1.running_mean, running)
 
 
-def test_botnet_with_cp_same_output_and_grads(monkeypatch):
+def test_botnet_with_cp_same_output_and_grads(checkpoint_calls):
     ref = tiny_botnet()
     ref.init_weights()
     cp_model = tiny_botnet(with_cp=True)
     cp_model.load_state_dict(ref.state_dict())
-    calls = []
-    real = torch.utils.checkpoint.checkpoint
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get('use_reentrant'))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint', spy)
+    calls = checkpoint_calls
     x = torch.rand(2, 3, 64, 64, requires_grad=True)
     outs_ref, outs_cp = ref(x), cp_model(x)
     assert calls == [False] * sum(TINY['depths'])  # one non-reentrant checkpoint per block

@@ -252,18 +252,11 @@ def test_dmformer_norm_eval():
     assert not torch.equal(bn.running_mean, running)
 
 
-def test_dmformer_with_cp_same_output_and_grads(monkeypatch):
+def test_dmformer_with_cp_same_output_and_grads(checkpoint_calls):
     ref = tiny_dmformer(drop_path_rate=0.)
     cp_model = tiny_dmformer(drop_path_rate=0., with_cp=True)
     cp_model.load_state_dict(ref.state_dict())
-    calls = []
-    real = torch.utils.checkpoint.checkpoint
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint', spy)
+    calls = checkpoint_calls
     x = torch.rand(2, 3, 64, 64)
     outs_ref, outs_cp = ref(x), cp_model(x)
     assert len(calls) == sum(TINY['depths'])  # one checkpoint per block, none without with_cp

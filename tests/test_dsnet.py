@@ -112,19 +112,12 @@ def test_dsnet_norm_eval():
     assert not torch.equal(bn.running_mean, running)
 
 
-def test_dsnet_with_cp_same_output_and_grads(monkeypatch):
+def test_dsnet_with_cp_same_output_and_grads(checkpoint_calls):
     torch.manual_seed(1)
     ref = small_dsnet(drop_path_rate=0., attn_drop_rate=0.)
     cp_model = small_dsnet(drop_path_rate=0., attn_drop_rate=0., with_cp=True)
     cp_model.load_state_dict(ref.state_dict())
-    calls = []
-    real = torch.utils.checkpoint.checkpoint
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get('use_reentrant'))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint', spy)
+    calls = checkpoint_calls
     x = torch.rand(2, 3, 64, 64)
     outs_ref = ref(x.clone().requires_grad_())
     assert not calls
