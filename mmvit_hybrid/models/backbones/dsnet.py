@@ -99,7 +99,7 @@ class DSNet(HybridBackbone):
         self.out_channels = [embed_dims[i] for i in self.out_indices]
         self.out_strides = [4 * 2**i for i in self.out_indices]
 
-        drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()  # also under meta
         self.stages = nn.ModuleList()
         prev_dims = in_channels
         for i, (dims, depth, heads) in enumerate(zip(embed_dims, depths, num_heads)):
