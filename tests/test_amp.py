@@ -212,10 +212,10 @@ def shrink_volo(cfg, family):
         cfg.model.head.in_channels = widths[-1]
 
 
-# Mask R-CNN is not here: under bfloat16 autocast its RPN reaches mmcv 2.1.0's nms, whose CPU
-# kernel is float-only ("expected scalar type Float but found BFloat16"; RoIAlign dispatches
-# float/double/half only, on CPU and CUDA). Open: cast the box ops to float32 (issue 12 note).
+# Mask R-CNN reaches mmcv's nms and RoIAlign, which run in float32 islands under autocast
+# (mmvit_hybrid/engine/mmcv_autocast.py; test_mmcv_box_ops_run_in_float32_under_autocast).
 CONFIG_FAMILIES = {
+    'mmdet': 'configs/volo/mask_rcnn_volo_d1_coco.py',
     'mmseg': 'configs/volo/upernet_volo_d1_ade20k.py',
     'mmpretrain': 'configs/volo/volo_d1_in1k.py',
 }
@@ -278,3 +278,48 @@ def test_config_family_bf16_autocast_loss_and_backward(family, monkeypatch):
     total.backward()
     assert ops_seen and set(ops_seen) == {torch.bfloat16}, ops_seen
     assert_finite_grads(model.backbone, family)
+
+
+def test_mmcv_box_ops_run_in_float32_under_autocast():
+    """mmcv 2.1.0's nms and RoIAlign kernels refuse bfloat16 (the unwrapped functions raise
+    here); under autocast the package's wrappers run them in float32, as torchvision's autocast
+    kernels do: the same indices and features as float32 on the same values, RoIAlign's output
+    and gradient in the input's dtype, and nothing changes outside autocast."""
+    from mmcv.ops import RoIAlign, nms
+
+    import mmvit_hybrid.engine  # noqa: F401  (enables the wrappers)
+    nms_module = importlib.import_module('mmcv.ops.nms')  # the modules, not the functions
+    forward = nms_module.NMSop.forward
+    roi_align = importlib.import_module('mmcv.ops.roi_align').roi_align
+    assert getattr(forward, 'mmvit_fp32_island', False) and roi_align.mmvit_fp32_island
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(64, 2, generator=gen) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(64, 2, generator=gen) * 20], 1).bfloat16()
+    scores = torch.rand(64, generator=gen).bfloat16()
+    feats = torch.randn(2, 8, 16, 16, generator=gen).bfloat16().requires_grad_()
+    rois = torch.tensor([[0, 1., 1., 9., 12.], [1, 3.5, 0., 15., 7.25]]).bfloat16()
+    layer = RoIAlign(4, spatial_scale=1., sampling_ratio=0)
+
+    # negative control: mmcv's own functions fail on these inputs
+    with pytest.raises(RuntimeError, match='BFloat16'):
+        forward.__wrapped__(None, boxes, scores, 0.5, 0, 0, -1)
+    with pytest.raises(RuntimeError, match='BFloat16'):
+        roi_align.__wrapped__(feats, rois, (4, 4), 1., 0, 'avg', True)
+    # outside autocast the wrappers do not cast: still mmcv's error
+    with pytest.raises(RuntimeError, match='BFloat16'):
+        nms(boxes, scores, 0.5)
+
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        dets, keep = nms(boxes, scores, 0.5)
+        out = layer(feats, rois)
+    _, keep32 = nms(boxes.float(), scores.float(), 0.5)
+    assert 0 < len(keep) < len(boxes) and torch.equal(keep, keep32)
+    feats32 = feats.detach().float().requires_grad_()
+    out32 = layer(feats32, rois.float())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), out32, rtol=1e-2, atol=1e-2)  # bf16 rounding of out
+    weight = torch.randn(out.shape, generator=gen)
+    (out.float() * weight).sum().backward()
+    (out32 * weight).sum().backward()
+    assert feats.grad.dtype == torch.bfloat16 and feats.grad.abs().sum() > 0
+    torch.testing.assert_close(feats.grad.float(), feats32.grad, rtol=2e-2, atol=2e-2)

@@ -1,6 +1,8 @@
 """Training-time reliability for MMEngine runners: crash-safe checkpoints, exact resume, clear
-stops on invalid losses, DDP replica checks, and CPU (gloo) DDP for ``tools/train.py``."""
+stops on invalid losses, DDP replica checks, CPU (gloo) DDP for ``tools/train.py``, and mmcv's
+box ops in float32 under autocast (:mod:`.mmcv_autocast`, enabled on import)."""
 from . import fileio  # noqa: F401  (registers the 'local_atomic' file backend)
+from .mmcv_autocast import enable_mmcv_fp32_autocast
 from .data_validation import check_annotation_files
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook, InputCheckHook, InvalidLossHook,
                     ReplicaSyncHook, RNGStateHook)
@@ -9,5 +11,7 @@ from .runtime import check_amp_available, enable_reliability_hooks, init_cpu_dis
 __all__ = [
     'AtomicCheckpointHook', 'CheckpointMatchHook', 'InputCheckHook', 'InvalidLossHook',
     'ReplicaSyncHook', 'RNGStateHook', 'check_amp_available', 'check_annotation_files',
-    'enable_reliability_hooks', 'init_cpu_distributed'
+    'enable_mmcv_fp32_autocast', 'enable_reliability_hooks', 'init_cpu_distributed'
 ]
+
+enable_mmcv_fp32_autocast()  # bfloat16 autocast reaches mmcv's nms/RoIAlign in Mask R-CNN
