@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS
 from mmengine.runner.checkpoint import _load_checkpoint
+from mmpretrain.registry import BATCH_AUGMENTS
 
 import mmvit_hybrid  # noqa: F401
 from mmvit_hybrid.engine import (CheckpointMatchHook, InputCheckHook, InvalidLossHook,
@@ -47,7 +48,8 @@ AT_MINIMUM = {
 
 
 def build(name, **kwargs):
-    return MODELS.build(dict(type=name, **{**BACKBONES.get(name, {}), **kwargs}))
+    registry = BATCH_AUGMENTS if name in BATCH_AUGMENTS.module_dict else MODELS
+    return registry.build(dict(type=name, **{**BACKBONES.get(name, {}), **kwargs}))
 
 
 # ------------------------------------------------------------------ images
@@ -168,6 +170,10 @@ BAD_VALUES = [
      'VOLOHead: num_classes must be a positive int'),
     ('VOLOHead', dict(num_classes=10, in_channels=384, aux_weight=-1), ValueError,
      'aux_weight and token_loss_weight must be >= 0'),
+    ('MixTokenDataPreprocessor', dict(num_classes=10, mix_token=dict(type='Mixup', alpha=1.0)), TypeError,
+     'MixTokenDataPreprocessor: mix_token must be a MixToken or its config'),
+    ('MixToken', dict(alpha=0), ValueError, 'MixToken: alpha must be a positive number'),
+    ('MixToken', dict(token_stride=0), ValueError, 'MixToken: token_stride must be a positive int'),
 ]
 
 
@@ -181,7 +187,8 @@ def test_bad_config_value(name, kwargs, error, message):
 
 def test_every_registered_module_is_covered():
     """A new module of the package must get bad-value cases above."""
-    ours = {n for n, c in MODELS.module_dict.items() if c.__module__.startswith('mmvit_hybrid')}
+    ours = {n for registry in (MODELS, BATCH_AUGMENTS) for n, c in registry.module_dict.items()
+            if c.__module__.startswith('mmvit_hybrid')}
     assert ours == {name for name, *_ in BAD_VALUES}
 
 

@@ -311,64 +311,7 @@ def test_outlook_attention_layer_matches_formula():
                                outlook_attention_reference(value, attn, 3, 1, 2), rtol=1e-5, atol=1e-5)
 
 
-def make_samples(num, num_classes, token_labels=None):
-    from mmpretrain.structures import DataSample
-    samples = [DataSample().set_gt_label(i % num_classes) for i in range(num)]
-    if token_labels is not None:
-        for sample, label in zip(samples, token_labels):
-            sample.set_field(label, 'gt_token_label', dtype=torch.Tensor)
-    return samples
-
-
-def test_volo_head_prediction_and_losses():
-    head = VOLOHead(5, 8)
-    head.init_weights()
-    cls_token, tokens = torch.randn(2, 8), torch.randn(2, 8, 3, 4)
-    feats = (cls_token, tokens)
-    cls_logits = cls_token @ head.fc.weight.T + head.fc.bias
-    token_logits = tokens.flatten(2).transpose(1, 2) @ head.aux_fc.weight.T + head.aux_fc.bias  # (B, 12, 5)
-    prediction = cls_logits + 0.5 * token_logits.max(1)[0]
-    torch.testing.assert_close(head(feats), prediction)
-    preds = head.predict(feats)
-    assert [int(p.pred_label) for p in preds] == prediction.argmax(1).tolist()
-
-    labels = torch.tensor([0, 1])
-    # without token labels: cross-entropy of the prediction logits
-    loss = head.loss(feats, make_samples(2, 5))
-    torch.testing.assert_close(loss['loss'], F.cross_entropy(prediction, labels))
-    # with soft token labels at another grid: CE(class logits) + 0.5 * soft CE per token after resizing
-    scores = torch.rand(2, 5, 6, 8).softmax(1)
-    loss = head.loss(feats, make_samples(2, 5, list(scores)))
-    targets = F.interpolate(scores, size=(3, 4), mode='bilinear', align_corners=False).flatten(2).transpose(1, 2)
-    token_ce = -(targets * token_logits.log_softmax(-1)).sum(-1).mean()
-    torch.testing.assert_close(loss['loss'], F.cross_entropy(cls_logits, labels))
-    torch.testing.assert_close(loss['loss_token'], 0.5 * token_ce)
-    # hard (h, w) token labels are one-hot distributions
-    hard = torch.randint(0, 5, (2, 3, 4))
-    loss = head.loss(feats, make_samples(2, 5, list(hard)))
-    expected = F.cross_entropy(token_logits.reshape(-1, 5), hard.reshape(-1))
-    torch.testing.assert_close(loss['loss_token'], 0.5 * expected)
-    # aux_weight=0: the plain class-token classifier
-    plain = VOLOHead(5, 8, aux_weight=0.)
-    assert plain.aux_fc is None
-    torch.testing.assert_close(plain(feats), cls_token @ plain.fc.weight.T + plain.fc.bias)
-
-
-def test_volo_head_errors():
-    head = VOLOHead(5, 8)
-    feats = (torch.randn(2, 8), torch.randn(2, 8, 3, 4))
-    with pytest.raises(ValueError, match="out_type='cls_and_tokens'"):
-        head((torch.randn(2, 8, 3, 4), ))
-    with pytest.raises(ValueError, match='in_channels=8'):
-        head((torch.randn(2, 6), torch.randn(2, 6, 3, 4)))
-    samples = make_samples(2, 5, [torch.rand(5, 3, 4)])
-    samples[1] = make_samples(1, 5)[0]
-    with pytest.raises(ValueError, match='whole batch'):
-        head.loss(feats, samples)
-    with pytest.raises(ValueError, match=r'\(5, h, w\) scores'):
-        head.loss(feats, make_samples(2, 5, [torch.rand(4, 3, 4)] * 2))
-    with pytest.raises(ValueError, match='aux_weight > 0'):
-        VOLOHead(5, 8, aux_weight=0.).loss(feats, make_samples(2, 5, [torch.rand(5, 3, 4)] * 2))
+# VOLOHead's prediction, losses and errors: tests/test_volo_objective.py
 
 
 @pytest.mark.parametrize('kwargs, error, match', [

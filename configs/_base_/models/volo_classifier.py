@@ -1,6 +1,8 @@
 # mmpretrain ImageClassifier with VOLO: the backbone runs the class-attention blocks and returns
-# (class token, patch tokens); VOLOHead predicts class logits + 0.5 x max token logits. Leaves
-# pick the arch (backbone.arch, head.in_channels), the image size and the schedule.
+# (class token, patch tokens); VOLOHead predicts class logits + 0.5 x max token logits and trains
+# with the class loss + 0.5 x the loss of every token (token labeling). Leaves pick the arch
+# (backbone.arch, head.in_channels), the image size, the schedule and the data preprocessor
+# (MixToken, see configs/volo/volo_d1_in1k.py).
 custom_imports = dict(imports=['mmvit_hybrid'], allow_failed_imports=False)
 
 model = dict(
