@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 
@@ -33,3 +35,15 @@ def checkpoint_calls(monkeypatch):
 
     monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint', spy)
     return calls
+
+
+@pytest.fixture(scope='module')
+def cached_config_metafiles():
+    """mmengine 0.10.7 resolves every ``mmdet::``/``mmseg::`` base config by first parsing all of
+    that package's metafile YAMLs (about 0.5 s per base, ``mmengine.config.utils._get_cfg_metainfo``)
+    and only then falling back to the base path. Test modules that load many configs opt in to
+    parsing each metafile once (the files do not change; the parsed dicts are only read)."""
+    import mmengine.config.utils as config_utils
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(config_utils, 'load', functools.lru_cache(maxsize=None)(config_utils.load))
+        yield
