@@ -4,7 +4,8 @@ A demo training (3 epochs x 3 iterations, deterministic mode, with random flips,
 RoI sampling left on) is run once uninterrupted, and once killed with SIGKILL in the middle of
 epoch 2 and then resumed with ``--resume``. The resumed run must end with bit-identical weights and
 log the same losses as the uninterrupted one: :class:`RNGStateHook` restores the random generators'
-states that mmengine 0.10.7 does not save.
+states that mmengine 0.10.7 does not save. The negative control resumes the same checkpoint with
+every reliability hook but RNGStateHook, and must diverge (so the run has random draws that matter).
 
 The atomic-save tests kill a process *inside* a checkpoint write (deterministically, by making the
 write itself send SIGKILL halfway) and check what a user finds on disk.
@@ -34,7 +35,7 @@ def env():
     return dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')
 
 
-def train_cmd(data_root, work_dir, *extra, **more_opts):
+def train_cmd(data_root, work_dir, *extra, config=CONFIG, **more_opts):
     ann = osp.join(data_root, 'annotations/instances_val.json')
     opts = {}
     for loader in LOADERS:
@@ -44,7 +45,7 @@ def train_cmd(data_root, work_dir, *extra, **more_opts):
                  'default_hooks.logger.interval': 1, 'default_hooks.checkpoint.interval': 1,
                  'train_cfg.max_epochs': EPOCHS, 'train_cfg.val_begin': EPOCHS + 1,
                  'randomness.seed': 0, 'randomness.deterministic': True, **more_opts})
-    return [sys.executable, osp.join(ROOT, 'tools/train.py'), CONFIG, '--work-dir', work_dir,
+    return [sys.executable, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', work_dir,
             *extra, '--cfg-options', *[f'{k}={v}' for k, v in opts.items()]]
 
 
@@ -107,8 +108,23 @@ def runs(tmp_path_factory):
     after_kill = dict(files=sorted(os.listdir(kill_dir)), last=last,
                       ckpt=_load_checkpoint(last, map_location='cpu'))
     resumed_log = run(train_cmd(data_root, kill_dir, '--resume'))
+    # negative control: the same resume (from the uninterrupted run's epoch 1, equal to the killed
+    # run's) without RNGStateHook; tools/train.py adds no hook to a config with reliability_hooks=False
+    no_rng_config = tmp / 'no_rng_state_hook.py'
+    no_rng_config.write_text(NO_RNG_CONFIG.format(base=CONFIG))
+    no_rng_dir = str(tmp / 'resumed_without_rng_state')
+    no_rng_log = run(train_cmd(data_root, no_rng_dir, '--resume', osp.join(ref_dir, 'epoch_1.pth'),
+                               config=str(no_rng_config)))
     return dict(data_root=data_root, ref_dir=ref_dir, kill_dir=kill_dir, killed_log=killed_log,
-                after_kill=after_kill, resumed_log=resumed_log)
+                after_kill=after_kill, resumed_log=resumed_log, no_rng_dir=no_rng_dir, no_rng_log=no_rng_log)
+
+
+NO_RNG_CONFIG = '''
+_base_ = [{base!r}]
+reliability_hooks = False
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='InvalidLossHook'), dict(type='CheckpointMatchHook'), dict(type='InputCheckHook')]
+'''
 
 
 def test_killed_mid_epoch_keeps_a_loadable_checkpoint(runs):
@@ -148,6 +164,21 @@ def test_resumed_losses_equal_uninterrupted(runs):
     assert set(got) == set(ref)
     for it in ref:
         assert got[it] == ref[it], f'iteration {it}'
+
+
+def test_resume_without_rng_state_hook_diverges(runs):
+    """The negative control: resumed at the same checkpoint, the hooks are the same but for
+    RNGStateHook, and the losses after the resume and the final weights differ from the
+    uninterrupted run's."""
+    log = runs['no_rng_log']
+    assert 'resumed epoch: 1, iter: 3' in log and 'Epoch(train) [3][3/3]' in log
+    assert 'RNGStateHook' not in log and 'InvalidLossHook' in log
+    ref, got = logged_losses(runs['ref_dir']), logged_losses(runs['no_rng_dir'])
+    assert sorted(got) == list(range(4, 10))
+    assert got[4] != ref[4]  # the first iteration after the resume already draws differently
+    ref_w = weights(osp.join(runs['ref_dir'], f'epoch_{EPOCHS}.pth'))
+    no_rng_w = weights(osp.join(runs['no_rng_dir'], f'epoch_{EPOCHS}.pth'))
+    assert any(not torch.equal(no_rng_w[k], ref_w[k]) for k in ref_w if ref_w[k].is_floating_point())
 
 
 SCRIPT = textwrap.dedent('''

@@ -3,7 +3,10 @@ each demo config through tools/train.py and tools/test.py (subprocesses, tiny da
 
 The full-length demo runs and their metrics are in configs/demo/README.md; here the tools only
 have to run the configs end to end: 2 training iterations, then evaluation with mmseg's IoUMetric
-(and painted predictions from --show-dir) or mmpretrain's Accuracy.
+(and painted predictions from --show-dir) or mmpretrain's Accuracy. What tools/test.py reports is
+checked against an independent computation: the checkpoint run in this process on the validation
+images (its scores must equal those test.py dumped with --out), and the metric counted here with
+numpy from those predictions and the annotation files / folder names.
 """
 import filecmp
 import json
@@ -16,6 +19,7 @@ from glob import glob
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_CONFIG = osp.join(ROOT, 'configs/demo/upernet_dsnet_t_demo.py')
@@ -44,6 +48,46 @@ def cfg_options(data_root, batch, **extra):
     for loader in LOADERS:
         opts.update({f'{loader}.dataset.data_root': data_root, f'{loader}.batch_size': batch})
     return ['--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
+
+
+def predict_in_process(config, ckpt, data_root, scope):
+    """The checkpoint's predictions on the config's test split, one data sample per image, from a
+    model built and loaded here (not through tools/test.py's runner and evaluator)."""
+    import importlib
+
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    init_default_scope(scope)
+    registry = importlib.import_module(f'{scope}.registry')
+    cfg = Config.fromfile(config)
+    cfg.test_dataloader.dataset.data_root = data_root
+    dataset = registry.DATASETS.build(cfg.test_dataloader.dataset)
+    if 'data_preprocessor' not in cfg.model:  # mmpretrain keeps it at the top level
+        cfg.model.data_preprocessor = cfg.data_preprocessor
+    model = registry.MODELS.build(cfg.model).eval()
+    load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    with torch.no_grad():
+        return [model.test_step(pseudo_collate([dataset[i]]))[0] for i in range(len(dataset))]
+
+
+def numpy_seg_metrics(preds, labels, num_classes):
+    """mmseg's IoUMetric definitions: per-class IoU = |P & G| / |P | G| and accuracy = |P & G| / |G|
+    summed over all images, their means over the classes where they are defined, aAcc = correct
+    pixels / labelled pixels; percentages rounded to 2 decimals."""
+    inter, union, area = np.zeros(num_classes), np.zeros(num_classes), np.zeros(num_classes)
+    for pred, label in zip(preds, labels):
+        valid = label != 255
+        pred, label = pred[valid], label[valid]
+        for c in range(num_classes):
+            inter[c] += np.sum((pred == c) & (label == c))
+            union[c] += np.sum((pred == c) | (label == c))
+            area[c] += np.sum(label == c)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        iou, acc = inter / union, inter / area
+    return dict(aAcc=round(100 * inter.sum() / area.sum(), 2), mIoU=round(100 * np.nanmean(iou), 2),
+                mAcc=round(100 * np.nanmean(acc), 2))
 
 
 def read_metrics(work_dir):
@@ -169,14 +213,29 @@ def test_seg_demo_train_test_show_dir(ade, tmp_path):
     ckpt = osp.join(work_dir, 'iter_2.pth')
     assert osp.isfile(ckpt)
 
-    test_dir, show_dir = str(tmp_path / 'test'), str(tmp_path / 'vis')
-    log = run('test.py', SEG_CONFIG, ckpt, '--work-dir', test_dir, '--show-dir', show_dir,
+    test_dir, show_dir, dump = str(tmp_path / 'test'), str(tmp_path / 'vis'), str(tmp_path / 'preds.pkl')
+    log = run('test.py', SEG_CONFIG, ckpt, '--work-dir', test_dir, '--show-dir', show_dir, '--out', dump,
               *cfg_options(data_root, 2))
-    metrics = read_metrics(test_dir)
-    assert {'aAcc', 'mIoU', 'mAcc'} <= metrics.keys()
-    assert all(0 <= metrics[k] <= 100 for k in ('aAcc', 'mIoU', 'mAcc'))
     for name in SEG_CLASSES:  # mmseg's per-class table
         assert name in log
+
+    # the metrics, recomputed: this process's predictions of the checkpoint (the same scores
+    # test.py dumped) against the annotation files, ADE-encoded (1..K -> 0..K-1, 0 ignored)
+    import mmengine
+    samples = predict_in_process(SEG_CONFIG, ckpt, data_root, 'mmseg')
+    dumped = {osp.basename(d['img_path']): d for d in mmengine.load(dump)}
+    assert sorted(dumped) == sorted(osp.basename(s.img_path) for s in samples) and len(samples) == 3
+    preds, labels = [], []
+    for sample in samples:
+        logits = dumped[osp.basename(sample.img_path)]['seg_logits']['data']
+        torch.testing.assert_close(logits, sample.seg_logits.data, rtol=1e-4, atol=1e-4)
+        preds.append(sample.pred_sem_seg.data[0].numpy())
+        raw = mmcv.imread(sample.seg_map_path, flag='unchanged').astype(int)
+        labels.append(np.where(raw == 0, 255, raw - 1))
+    expected = numpy_seg_metrics(preds, labels, len(SEG_CLASSES))
+    metrics = read_metrics(test_dir)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=0.011), (key, metrics, expected)
 
     # --show-dir: one painted file per validation image (every batch, not every 50th), showing
     # the ground truth and the prediction side by side over the image
@@ -204,7 +263,19 @@ def test_cls_demo_train_test(cls_data, tmp_path):
     ckpt = osp.join(work_dir, 'epoch_1.pth')
     assert osp.isfile(ckpt)
 
-    test_dir = str(tmp_path / 'test')
-    run('test.py', CLS_CONFIG, ckpt, '--work-dir', test_dir, *cfg_options(data_root, 4))
+    test_dir, dump = str(tmp_path / 'test'), str(tmp_path / 'preds.pkl')
+    run('test.py', CLS_CONFIG, ckpt, '--work-dir', test_dir, '--out', dump, *cfg_options(data_root, 4))
+
+    # top-1 recomputed: this process's predictions of the checkpoint (the same scores test.py
+    # dumped) against the class of each image's folder
+    import mmengine
+    samples = predict_in_process(CLS_CONFIG, ckpt, data_root, 'mmpretrain')
+    dumped = {d['img_path']: d for d in mmengine.load(dump)}
+    assert sorted(dumped) == sorted(s.img_path for s in samples) and len(samples) == len(CLS_CLASSES)
+    correct = 0
+    for sample in samples:
+        torch.testing.assert_close(dumped[sample.img_path]['pred_score'], sample.pred_score, rtol=1e-4, atol=1e-5)
+        truth = CLS_CLASSES.index(osp.basename(osp.dirname(sample.img_path)))
+        correct += int(sample.pred_score.argmax()) == truth
     metrics = read_metrics(test_dir)
-    assert 0 <= metrics['accuracy/top1'] <= 100
+    assert metrics['accuracy/top1'] == pytest.approx(100 * correct / len(samples), abs=1e-4), metrics
