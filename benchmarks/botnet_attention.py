@@ -18,8 +18,8 @@ process's peak resident set size (``ru_maxrss``) minus its size before the first
 activations, gradients and temporaries of one training step.
 
 Usage (the tables in configs/botnet/README.md were measured with these):
-    python benchmarks/botnet_attention.py --size 224 --batch 8 --repeats 3
-    python benchmarks/botnet_attention.py --size 1024 --batch 1 --repeats 2
+    python benchmarks/botnet_attention.py --size 224 --batch 8 --repeats 5
+    python benchmarks/botnet_attention.py --size 1024 --batch 1 --repeats 3
     python benchmarks/botnet_attention.py --size 1024 --baseline /tmp/old --baseline-impls auto matmul
 """
 import argparse
