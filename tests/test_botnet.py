@@ -2,7 +2,7 @@ import copy
 import functools
 import importlib.util
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -305,9 +305,13 @@ def test_avg_pool_2x2_ceil_under_inductor_matches_eager_gradients():
     x = torch.randn(2, 3, 6, 5, generator=torch.Generator().manual_seed(6), requires_grad=True)
 
     def value_and_grad(fn):
-        out = fn(x)
-        weight = torch.arange(out.numel(), dtype=out.dtype).view(out.shape)
-        return out, torch.autograd.grad((out * weight).sum(), x)[0]
+        """(output, gradient of the output weighted by arange) of each of fn's outputs."""
+        outs = fn(x)
+        results = []
+        for out in (outs if isinstance(outs, tuple) else (outs, )):
+            weight = torch.arange(out.numel(), dtype=out.dtype).view(out.shape)
+            results.append((out, torch.autograd.grad((out * weight).sum(), x, retain_graph=True)[0]))
+        return results if isinstance(outs, tuple) else results[0]
 
     def ceil_pool(t):
         return F.avg_pool2d(t, 2, 2, ceil_mode=True)
@@ -316,13 +320,16 @@ def test_avg_pool_2x2_ceil_under_inductor_matches_eager_gradients():
     out, grad = value_and_grad(avg_pool_2x2_ceil)
     torch.testing.assert_close(out, eager_out)
     torch.testing.assert_close(grad, eager_grad)
+    # both poolings in one compiled graph (one forward and one backward compile: inductor's C++
+    # build is the cost of this test); each output's gradient taken separately
     torch._dynamo.reset()
-    out, grad = value_and_grad(torch.compile(avg_pool_2x2_ceil, backend='inductor', fullgraph=True))
+    compiled = torch.compile(lambda t: (avg_pool_2x2_ceil(t), ceil_pool(t)), backend='inductor', fullgraph=True)
+    (out, plain_out), (grad, plain_grad) = zip(*value_and_grad(compiled))
+    torch._dynamo.reset()
     torch.testing.assert_close(out, eager_out)
     torch.testing.assert_close(grad, eager_grad)
-    torch._dynamo.reset()
-    _, plain_grad = value_and_grad(torch.compile(ceil_pool, backend='inductor', fullgraph=True))
-    assert (plain_grad - eager_grad).abs().max() > 0.1  # the torch bug the formulation avoids
+    torch.testing.assert_close(plain_out, eager_out)  # the forward is right,
+    assert (plain_grad - eager_grad).abs().max() > 0.1  # the backward is the torch bug the formulation avoids
 
 
 def test_botnet_outputs_are_nchw_for_mmcv_ops():
@@ -457,14 +464,15 @@ def test_resnet_converter_rejects_other_depth(tmp_path):
         converter.convert(r101, bot50)
 
 
-def test_resnet_converter_cli(torchvision_r50, tmp_path):
+def test_resnet_converter_cli(torchvision_r50, tmp_path, monkeypatch, capsys):
+    """The command line (run as __main__ in this process: the same argument parsing and report)."""
     path, _ = torchvision_r50
     dst = tmp_path / 'bot50_224.pth'
-    proc = subprocess.run([sys.executable, str(CONVERTER), str(path), str(dst), '--arch', '50'], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    assert 'newly initialised (BoTNet default init): 24 tensors' in proc.stdout
-    assert all(k in proc.stdout for k in EXPECTED_NEW)
+    monkeypatch.setattr(sys, 'argv', [str(CONVERTER), str(path), str(dst), '--arch', '50'])
+    runpy.run_path(str(CONVERTER), run_name='__main__')
+    out = capsys.readouterr().out
+    assert 'newly initialised (BoTNet default init): 24 tensors' in out
+    assert all(k in out for k in EXPECTED_NEW)
     model = BoTNet(arch='50', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()  # strict: raises on any mismatch
 

@@ -13,8 +13,6 @@ Importing this module registers FLOP formulas that torch lacks
   torch's counter does not know and would count as 0. Same formula as torch's CUDA SDPA
   kernels: ``4 * B * heads * Nq * Nk * d`` forward (q @ k^T and attn @ v; the mask addition and
   softmax are not counted, as for every other op), twice that backward.
-* ``aten.mkldnn_convolution``: oneDNN's convolution, which ``RelPosAttention.project_qkv``
-  calls directly on CPU; the same formula as ``aten.convolution``.
 * ``mmvit_hybrid::outlook_attention_forward`` / ``_grad_value`` / ``_grad_attn`` (the fused op of
   :mod:`mmvit_hybrid.ops.outlook_attention`): the multiply-adds of ``attn @ unfold(v)``, i.e.
   ``2 * B * C * Ho * Wo * K^4`` forward and the same for each of the two gradients, so the
@@ -23,8 +21,8 @@ Importing this module registers FLOP formulas that torch lacks
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
-from torch.utils.flop_counter import (FlopCounterMode, conv_flop_count, flop_registry, register_flop_formula,
-                                      sdpa_backward_flop_count, sdpa_flop_count)
+from torch.utils.flop_counter import (FlopCounterMode, flop_registry, register_flop_formula, sdpa_backward_flop_count,
+                                      sdpa_flop_count)
 
 aten = torch.ops.aten
 
@@ -42,10 +40,6 @@ def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, *
 def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
                             **kwargs) -> int:
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
-def _mkldnn_conv_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
 def outlook_attention_flops(value_shape: Sequence[int], attn_shape: Sequence[int]) -> int:
@@ -74,7 +68,6 @@ def _outlook_grad_attn_flop(grad_shape, value_shape, *args, out_shape=None, **kw
 
 _register(aten._scaled_dot_product_flash_attention_for_cpu, _sdpa_cpu_flop)
 _register(aten._scaled_dot_product_flash_attention_for_cpu_backward, _sdpa_cpu_backward_flop)
-_register(aten.mkldnn_convolution, _mkldnn_conv_flop)
 try:
     from mmvit_hybrid.ops import ext_available  # loads the extension, registering the op
     if ext_available():
