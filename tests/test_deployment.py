@@ -1,6 +1,8 @@
 """ONNX export (tools/deployment/pytorch2onnx.py) of every backbone family's classifier and of one
-UperNet per backbone, checked in onnxruntime against PyTorch eval; the outlook-op translation on
-its own; the tool's error paths.
+UperNet per backbone (BoTNet's classifier on both exporters), checked in onnxruntime against
+PyTorch eval; the adaptive-pooling export hook against nn.AdaptiveAvgPool2d; the tool's error
+paths (unknown config, checkpoint of another model, unsupported model type, shape below the
+minimum).
 
 Each model test writes a few-line variant of a real config (tiny arch, small heads), saves a
 checkpoint the way the runner does (``mmengine.runner.checkpoint.save_checkpoint`` of
@@ -146,6 +148,104 @@ def test_classifier_export(tmp_path, family):
         assert 'Col2Im' not in ops and {'Gather', 'MatMul'} <= ops
 
 
-# UperNet exports are not in the suite yet: mmseg's PPM uses nn.AdaptiveAvgPool2d, which both exporters
-# fix at the export size (DMFormer diff 6.2e-2 at a second size, VOLO broadcast error, BoTNet TorchScript
-# 'input size not accessible'); a dynamic-size pooling hook is the open work of issue 15.
+@pytest.mark.parametrize('family', ['dsnet', 'dmformer', 'volo', 'botnet'])
+def test_upernet_export(tmp_path, family):
+    """Segmentor logits at the input size; the PPM's 2x2/3x3/6x6 bins run on 2x2 and 3x4 maps
+    (bins larger than, and not dividing, the map) through the adaptive-pooling hook."""
+    out = export_and_check(tmp_path, write_config(tmp_path, family, 'seg'))
+    assert not any('::' in op for op in op_types(out))
+
+
+def test_botnet_other_exporter(tmp_path):
+    """BoTNet exports on both paths at dynamic sizes: the one the tool does not pick by default."""
+    from mmvit_hybrid.deployment.export import EXPORTERS
+    other = {'dynamo': 'torchscript', 'torchscript': 'dynamo'}[EXPORTERS['BoTNet'][0]]
+    export_and_check(tmp_path, write_config(tmp_path, 'botnet', 'cls'), extra=('--exporter', other))
+
+
+@pytest.mark.parametrize('hw,bins', [((7, 13), 6), ((17, 5), (3, 2)), ((5, 4), 6), ((9, 11), (None, 4)),
+                                     ((12, 12), (2, 3))])
+def test_adaptive_avg_pool2d_matches_torch(hw, bins):
+    """The hook's pooling against nn.AdaptiveAvgPool2d, on sizes that the bins do not divide and
+    on bins larger than the map (overlapping bins)."""
+    from mmvit_hybrid.deployment.hooks import adaptive_avg_pool2d
+    x = torch.randn(2, 3, *hw)
+    torch.testing.assert_close(adaptive_avg_pool2d(x, bins), torch.nn.AdaptiveAvgPool2d(bins)(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('exporter', ['torchscript', 'dynamo'])
+def test_adaptive_avg_pool2d_exports_dynamic(tmp_path, exporter):
+    """A module with nn.AdaptiveAvgPool2d((3, 6)), exported at 13x17 under the export hooks, runs
+    in onnxruntime at 13x17 and 20x9 and matches nn.AdaptiveAvgPool2d at both."""
+    from mmvit_hybrid.deployment.hooks import export_mode
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AdaptiveAvgPool2d((3, 6))).eval()
+    out = str(tmp_path / 'pool.onnx')
+    x = torch.randn(1, 3, 13, 17)
+    with export_mode(model), torch.no_grad():
+        if exporter == 'torchscript':
+            torch.onnx.export(model, (x, ), out, dynamo=False, opset_version=18, input_names=['input'],
+                              dynamic_axes={'input': {2: 'h', 3: 'w'}})
+        else:
+            dim = torch.export.Dim
+            torch.onnx.export(model, (x, ), dynamo=True, opset_version=18, input_names=['input'],
+                              dynamic_shapes=({2: dim('h', min=2), 3: dim('w', min=2)}, )).save(out)
+    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    for h, w in [(13, 17), (20, 9)]:
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():
+            ref = model(x)
+        got = session.run(None, {'input': x.numpy()})[0]
+        np.testing.assert_allclose(got, ref.numpy(), rtol=0, atol=1e-5 * ref.abs().max().item())
+
+
+# ------------------------------------------------------------------------------------------ errors
+def run_tool(capsys, *argv):
+    """(exit code, stderr) of the tool; an ExportError must end in exit code 2, not a traceback."""
+    rc = TOOL.main([str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def test_error_unknown_config(tmp_path, capsys):
+    rc, err = run_tool(capsys, tmp_path / 'no_such_config.py', '--shape', 64, 64)
+    assert rc == 2 and 'no_such_config.py' in err and 'does not exist' in err
+    broken = tmp_path / 'broken.py'
+    broken.write_text("_base_ = 'configs/no/such_base.py'\n")
+    rc, err = run_tool(capsys, broken, '--shape', 64, 64)
+    assert rc == 2 and 'cannot read config' in err
+
+
+def test_error_checkpoint_of_another_model(tmp_path, capsys):
+    """A DS-Net checkpoint given to a DMFormer config, and one of a 7-class head to a 9-class one."""
+    from mmvit_hybrid.deployment.export import build_model, load_config
+    dsnet = write_config(tmp_path, 'dsnet', 'cls')
+    model, _ = build_model(load_config(dsnet), dsnet)
+    ckpt = tmp_path / 'dsnet.pth'
+    save_runner_checkpoint(model, str(ckpt))
+    rc, err = run_tool(capsys, write_config(tmp_path, 'dmformer', 'cls'), ckpt, '--shape', 64, 64,
+                       '--out', tmp_path / 'x.onnx')
+    assert rc == 2 and 'is not a checkpoint of this model' in err and 'DMFormer' in err and 'missing keys' in err
+    nine = tmp_path / 'dsnet_9.py'
+    nine.write_text(f"_base_ = '{dsnet}'\nmodel = dict(head=dict(num_classes=9))\n")
+    rc, err = run_tool(capsys, nine, ckpt, '--shape', 64, 64, '--out', tmp_path / 'x.onnx')
+    assert rc == 2 and '2 shape mismatches' in err and 'head.fc.weight: checkpoint (7, 64) vs model (9, 64)' in err
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_error_unsupported_model_type(tmp_path, capsys):
+    other_scope = tmp_path / 'pose.py'
+    other_scope.write_text("default_scope = 'mmpose'\nmodel = dict(type='TopdownPoseEstimator')\n")
+    rc, err = run_tool(capsys, other_scope, '--shape', 64, 64)
+    assert rc == 2 and 'unsupported model type' in err and "'mmpose'" in err
+    unknown = tmp_path / 'unknown.py'
+    unknown.write_text("default_scope = 'mmseg'\nmodel = dict(type='NoSuchSegmentor')\n")
+    rc, err = run_tool(capsys, unknown, '--shape', 64, 64)
+    assert rc == 2 and 'unsupported model type' in err and 'NoSuchSegmentor' in err
+
+
+@pytest.mark.parametrize('family,shape,dynamic,minimum', [('dsnet', 31, False, 32), ('dsnet', 48, True, 64),
+                                                          ('volo', 15, False, 16), ('botnet', 32, False, 33)])
+def test_error_shape_below_minimum(tmp_path, capsys, family, shape, dynamic, minimum):
+    argv = [write_config(tmp_path, family, 'cls'), '--shape', shape, shape + 20, '--out', tmp_path / 'x.onnx']
+    rc, err = run_tool(capsys, *argv, *(['--dynamic-shape'] if dynamic else []))
+    assert rc == 2 and 'below the minimum input size' in err and f'{minimum}x{minimum}' in err
+    assert not (tmp_path / 'x.onnx').exists()

@@ -9,10 +9,10 @@ The exported graph takes the *preprocessed* image (normalised, RGB/BGR as the co
 Exporter per backbone (:data:`EXPORTERS`; ``exporter='auto'``). Both exporters were tried on every
 family here (docs/deployment.md lists what was measured):
 
-* ``dynamo`` (torch 2.13's default, ``torch.export`` + onnxscript) for DS-Net and DMFormer: plain
+* ``dynamo`` (torch 2.13's default, ``torch.export`` + onnxscript) for DS-Net, DMFormer and VOLO: plain
   convs, interpolations and SDPA, traced with symbolic H/W; shape-dependent Python code becomes
   guards or fails loudly instead of being silently baked in.
-* ``torchscript`` (``dynamo=False``) for VOLO and BoTNet. See the table's reasons.
+* ``torchscript`` (``dynamo=False``) for BoTNet (``dynamo`` works too). See the table's reasons.
 """
 import json
 import os
@@ -36,9 +36,10 @@ EXPORTERS = {
     'DMFormer': ('dynamo', 'convs (dilated depthwise) and global pooling only; the dynamo graph matched '
                            'PyTorch at every size tried'),
     'VOLO': ('dynamo', 'the fused outlook op translates through custom_translation_table; torch.export '
-                       'keeps the stem/pooling arithmetic symbolic'),
-    'BoTNet': ('torchscript', 'the relative-position attention exports through its explicit einsum path; '
-                              'under torch.export the ceil-mode pooling and the table gather specialise H/W'),
+                       'keeps the stem/pooling arithmetic symbolic (the TorchScript trace bakes the outlook '
+                       'attention reshape at the export size)'),
+    'BoTNet': ('torchscript', 'the relative-position attention exports through its explicit matmul path on both '
+                              'exporters (both checked at two sizes); the TorchScript one exports in a few seconds'),
 }
 
 
@@ -152,9 +153,9 @@ def load_checkpoint(model: nn.Module, checkpoint: str) -> None:
 def min_input_size(model: nn.Module, dynamic: bool) -> int:
     """The smallest H and W the exported model is valid for.
 
-    Each backbone's own minimum (``min_input_size``: DS-Net/DMFormer 32, VOLO 16). BoTNet: 33 (at
-    32 and below the c5 attention map is a single pixel, where the eager model takes the table's
-    centre row, a special case that no traced graph holds). DS-Net, dynamic: the global stream of
+    Each backbone's own minimum (``min_input_size``: DS-Net/DMFormer 32, VOLO 16; a dynamic dense
+    VOLO with a stride-32 output 32). BoTNet: 33 (at 32 and below the c5 attention map is a single
+    pixel; exports there were not checked). DS-Net, dynamic: the global stream of
     stage i runs on ``max(h_i // s_i, 1)`` tokens; the graph keeps ``h_i // s_i``, valid while it
     is at least 1, i.e. ``H >= 2^(i+2) * s_i`` for every stage (64 with the default strides).
     """
@@ -163,6 +164,8 @@ def min_input_size(model: nn.Module, dynamic: bool) -> int:
     size = getattr(backbone, 'min_input_size', 32)
     if name == 'BoTNet':
         size = 33
+    if name == 'VOLO' and dynamic and max(getattr(backbone, 'out_strides', None) or [16]) >= 32:
+        size = 32  # the stride-32 resampler: torch.export needs H, W >= 31 for its pooling
     if name == 'DSNet' and dynamic:
         strides = [blk.global_stride for stage in backbone.stages for blk in stage.blocks[:1]]
         size = max([size] + [2**(i + 2) * s for i, s in enumerate(strides)])
@@ -226,6 +229,34 @@ def choose_exporter(model: nn.Module, exporter: str) -> Tuple[str, str]:
     return EXPORTERS.get(name, ('dynamo', f'{name} is not one of this package\'s backbones: torch\'s default'))
 
 
+def capture_program(wrapper: nn.Module, x: torch.Tensor, dynamic_shapes, name: str):
+    """``torch.export.export`` of the wrapper with exactly the given dynamic dims, for the dynamo
+    exporter.
+
+    ``torch.onnx.export(model, dynamo=True)`` captures the graph itself and, when the dims cannot
+    stay fully dynamic (a guard it cannot prove for every H, W), silently retries with the dims
+    that ``torch.export`` suggests, e.g. ``height = 32 * _height``: the ONNX graph is then valid
+    for multiples of 32 only and computes wrong shapes elsewhere. Capturing here first turns that
+    into an error. Same settings as torch.onnx's non-strict capture (``backed_size_oblivious``),
+    and shape relations that hold for every size but that its solver cannot prove (e.g. VOLO's
+    ``ceil(H / 2) == (H - 1) // 2 + 1``) are kept as run-time assertions instead of restricting
+    the dims (``prefer_deferred_runtime_asserts_over_guards``); the tests run every family at a
+    second size with odd feature maps.
+    """
+    with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+        try:
+            return torch.export.export(wrapper, (x, ), dynamic_shapes=dynamic_shapes, strict=False,
+                                       prefer_deferred_runtime_asserts_over_guards=True)
+        except torch._dynamo.exc.UserError as err:
+            if dynamic_shapes is None:
+                raise
+            raise ExportError(
+                f'the dynamo exporter cannot keep H and W dynamic for this {name} model: torch.export '
+                f'would restrict them ({str(err).splitlines()[0]} ...; it suggests: '
+                f'{" ".join(line.strip() for line in str(err).splitlines() if "Dim(" in line or "*_" in line)}). '
+                'Use --exporter torchscript, or export without --dynamic-shape') from err
+
+
 def export(model: nn.Module, kind: str, shape: Sequence[int], out: str, opset: int = DEFAULT_OPSET,
            dynamic: bool = False, exporter: str = 'auto', batch: int = 1) -> Dict:
     """Export ``model`` to ``out`` and write ``out``'s sidecar ``.json``.
@@ -285,9 +316,10 @@ def export(model: nn.Module, kind: str, shape: Sequence[int], out: str, opset: i
             if dynamic:
                 dim = torch.export.Dim
                 dynamic_shapes = ({2: dim('height', min=min_size), 3: dim('width', min=min_size)}, )
-            program = torch.onnx.export(wrapper, (x, ), dynamo=True, opset_version=opset, input_names=['input'],
-                                        output_names=names, dynamic_shapes=dynamic_shapes,
-                                        custom_translation_table=dynamo_translation_table(opset), verbose=False)
+            ep = capture_program(wrapper, x, dynamic_shapes, type(getattr(model, 'backbone', model)).__name__)
+            program = torch.onnx.export(ep, (x, ), dynamo=True, opset_version=opset, input_names=['input'],
+                                        output_names=names, custom_translation_table=dynamo_translation_table(opset),
+                                        verbose=False)
             program.save(out, external_data=False)
     io = onnx_io_shapes(out)
     info = dict(exporter=exporter, exporter_reason=reason, opset=opset, dynamic=dynamic, min_input_size=min_size,
