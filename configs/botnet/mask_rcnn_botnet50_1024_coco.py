@@ -1,6 +1,11 @@
 # Mask R-CNN, BoT50, FPN, COCO 2017, 12 epochs, the paper's protocol: 1024x1024 canvas, scale jitter
 # [0.8, 1.25], every image (train and test) padded to 1024x1024 so the attention always runs at
 # the tables' size (64x64 and 32x32 maps). SGD lr 0.02 at total batch 16 (8 GPUs x 2 images).
+# Weights: init_cfg expects checkpoints/botnet50_from_resnet50_1024.pth
+# (set in ../_base_/models/mask_rcnn_botnet_fpn.py),
+# converted from a torchvision, timm or mmpretrain ResNet-50 (R50.pth) with
+#   python tools/model_converters/resnet_to_botnet.py R50.pth \
+#     checkpoints/botnet50_from_resnet50_1024.pth --arch 50 --img-size 1024 1024
 _base_ = [
     '../_base_/models/mask_rcnn_botnet_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',

@@ -1,7 +1,8 @@
 # Mask R-CNN, BoT50, FPN, COCO 2017, 12 epochs, mmdet's standard protocol: 1333x800 resize, batches
 # padded to a multiple of 32, so every batch has its own size; the relative tables (sized for
 # 800x1344, the largest landscape batch) are resampled to each feature map. SGD lr 0.02, batch 16.
-# Weights: tools/model_converters/resnet_to_botnet.py R50.pth \
+# Weights (R50.pth: a torchvision, timm or mmpretrain ResNet-50):
+#   python tools/model_converters/resnet_to_botnet.py R50.pth \
 #     checkpoints/botnet50_from_resnet50_800x1344.pth --arch 50 --img-size 800 1344
 _base_ = [
     '../_base_/models/mask_rcnn_botnet_fpn.py',

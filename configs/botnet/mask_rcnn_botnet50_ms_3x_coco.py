@@ -1,4 +1,9 @@
 # BoT50 Mask R-CNN, 3x schedule with multi-scale training (shorter side 480-800), as mmdet's mstrain-3x.
+# Weights: init_cfg expects checkpoints/botnet50_from_resnet50_800x1344.pth
+# (set in mask_rcnn_botnet50_coco.py),
+# converted from a torchvision, timm or mmpretrain ResNet-50 (R50.pth) with
+#   python tools/model_converters/resnet_to_botnet.py R50.pth \
+#     checkpoints/botnet50_from_resnet50_800x1344.pth --arch 50 --img-size 800 1344
 _base_ = './mask_rcnn_botnet50_coco.py'
 
 max_epochs = 36

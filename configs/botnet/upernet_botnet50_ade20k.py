@@ -1,6 +1,11 @@
 # UperNet, BoT50, ADE20K, 512x512 crops, 160k iterations, 8 GPUs x 2 images; mmseg's ResNet UperNet
 # recipe (SGD lr 0.01, momentum 0.9, weight decay 5e-4, poly decay). Whole-image testing (shorter
 # side 512): the tables are resampled to each image's feature maps.
+# Weights: init_cfg expects checkpoints/botnet50_from_resnet50_512.pth
+# (set in ../_base_/models/upernet_botnet.py),
+# converted from a torchvision, timm or mmpretrain ResNet-50 (R50.pth) with
+#   python tools/model_converters/resnet_to_botnet.py R50.pth \
+#     checkpoints/botnet50_from_resnet50_512.pth --arch 50 --img-size 512 512
 _base_ = [
     '../_base_/models/upernet_botnet.py',
     'mmseg::_base_/datasets/ade20k.py',

@@ -1,7 +1,8 @@
 # UperNet, BoT50, Cityscapes, 512x1024 crops, 80k iterations, 8 GPUs x 2 images; mmseg's ResNet
 # UperNet recipe (SGD lr 0.01, poly). Sliding-window testing with the training crop, so the
 # attention runs at the tables' size (32x64 and 16x32 maps) on the 1024x2048 images.
-# Weights: tools/model_converters/resnet_to_botnet.py R50.pth \
+# Weights (R50.pth: a torchvision, timm or mmpretrain ResNet-50):
+#   python tools/model_converters/resnet_to_botnet.py R50.pth \
 #     checkpoints/botnet50_from_resnet50_512x1024.pth --arch 50 --img-size 512 1024
 _base_ = [
     '../_base_/models/upernet_botnet.py',

@@ -1,4 +1,7 @@
 # DS-Net-S Mask R-CNN, 3x schedule with multi-scale training (shorter side 480-800), as mmdet's mstrain-3x.
+# Backbone init_cfg=None (from scratch). ImageNet weights: checkpoints/dsnet_s_in1k_backbone.pth from
+#   python tools/model_converters/dsnet_to_mmvit.py DSNet_small_pretrained.pdparams checkpoints/dsnet_s_in1k.pth
+# then model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=THAT, prefix='backbone.')))
 _base_ = './mask_rcnn_dsnet_s_coco.py'
 
 max_epochs = 36

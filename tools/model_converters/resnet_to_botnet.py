@@ -1,11 +1,19 @@
 """Turn an ImageNet ResNet checkpoint into a BoTNet checkpoint of the same depth.
 
-BoTNet's conv layers are ResNet's, under the same names (torchvision and mmdet/mmpretrain
-``ResNet`` alike), so every tensor is copied by name. Only the attention layers that replace the
+BoTNet's conv layers are ResNet's, under the same names, so every tensor is copied by name. Three
+layouts are read (``.pth``/``.bin`` torch files or ``.safetensors``):
+
+* torchvision ``resnet50`` (what mmdet's ``torchvision://resnet50`` downloads) and timm ``resnet50``
+  (``timm/resnet50.*`` ``model.safetensors`` / ``pytorch_model.bin``): plain keys ``conv1``, ``bn1``,
+  ``layer1.0.conv1`` ... ``layer1.0.downsample.{0,1}``, classifier ``fc``;
+* mmpretrain ``ResNet`` classifiers (``resnet50_8xb32_in1k_*.pth``: ``{'state_dict': ...}``, keys
+  ``backbone.conv1``, ``backbone.layer1.0.bn1`` ..., classifier ``head.fc``) and mmdet detectors
+  (``backbone.*``): the ``backbone.`` keys are taken, every other key (head, neck) is dropped;
+* a ``module.`` (DDP) prefix or a ``model`` wrapper are removed. Only the attention layers that replace the
 3x3 convs of the last c5 blocks (``layer4.{j}.conv2.qkv.weight``, ``.rel_pos_h``, ``.rel_pos_w``)
 have no ResNet counterpart, and the BN after each of them (``layer4.{j}.bn2``) would keep the
 statistics of the 3x3 conv it followed in the ResNet: both keep BoTNet's default initialisation
-(seeded). The ResNet's 3x3 convs and BNs there, and its classifier (``fc.*`` / ``head.*``), are
+(seeded). The ResNet's 3x3 convs and BNs there, and its classifier (``fc.*`` / ``head.fc.*``), are
 dropped. The report lists
 exactly these tensors. Anything else that does not match (another depth, another layout) is an
 error that names the keys. The result loads strictly with
@@ -23,28 +31,51 @@ from typing import Dict, List, Tuple
 import torch
 
 HEAD_KEYS = re.compile(r'^(fc|head)\.')
+LAYOUTS = ('a torchvision or timm ResNet state dict (conv1.weight, bn1.*, layer1.0.conv1.weight, ..., fc.*), or an '
+           'mmpretrain/mmdet ResNet checkpoint ({"state_dict": ...} with backbone.conv1.weight, '
+           'backbone.layer1.0.bn1.*, ..., head.fc.*)')
 
 
-def strip_prefix(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Accept torchvision (plain), mmdet/mmpretrain (``state_dict``, ``backbone.``) and DDP
-    (``module.``) layouts; return backbone keys in torchvision naming."""
-    state_dict = state_dict.get('state_dict', state_dict.get('model', state_dict))
+def split_layout(checkpoint: dict) -> Tuple[str, Dict[str, torch.Tensor], List[str]]:
+    """Return ``(layout, backbone tensors in torchvision naming, dropped non-backbone keys)``.
+
+    torchvision/timm files are plain; mmdet/mmpretrain ones carry ``state_dict`` and ``backbone.``
+    (their heads and necks are dropped); a ``model`` wrapper or DDP ``module.`` prefix is removed.
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'resnet_to_botnet: the file holds a {type(checkpoint).__name__}; expected {LAYOUTS}')
+    state_dict = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
     state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
     if any(k.startswith('backbone.') for k in state_dict):
-        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
-    return state_dict
+        dropped = [k for k in state_dict if not k.startswith('backbone.')]
+        return ('mmpretrain/mmdet (backbone. prefix)',
+                {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}, dropped)
+    if not any(k.startswith('layer1.') for k in state_dict):
+        raise ValueError(f'resnet_to_botnet: not a ResNet checkpoint (e.g. keys {sorted(state_dict)[:4]}); '
+                         f'expected {LAYOUTS}')
+    return 'torchvision/timm (plain keys)', state_dict, []
+
+
+def load_source(path: str) -> dict:
+    """A ``.safetensors`` file (timm's hub format) or a torch file (``weights_only``, through this
+    package's loader, which also allows the numpy values of mmpretrain/mmdet ``meta``)."""
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(path)
+    from mmvit_hybrid.utils.checkpoint import load_from_local
+    return load_from_local(path, map_location='cpu')
 
 
 def convert(resnet_state: Dict[str, torch.Tensor],
             botnet: torch.nn.Module) -> Tuple['OrderedDict[str, torch.Tensor]', Dict[str, List[str]]]:
     """Fill ``botnet``'s state dict from ``resnet_state``.
 
-    Returns the full BoTNet state dict and a report with the keys ``loaded`` (copied from the
-    ResNet), ``new`` (attention tensors kept at BoTNet's init) and ``dropped`` (ResNet tensors
-    without a place: replaced 3x3 convs and the classifier). Raises ValueError on any other
-    mismatch.
+    Returns the full BoTNet state dict and a report with ``layout`` (the source layout) and the
+    keys ``loaded`` (copied from the ResNet), ``new`` (attention tensors kept at BoTNet's init) and
+    ``dropped`` (source tensors without a place: replaced 3x3 convs, the classifier, an
+    mmpretrain/mmdet head). Raises ValueError on any other mismatch.
     """
-    resnet_state = strip_prefix(resnet_state)
+    layout, resnet_state, outside = split_layout(resnet_state)
     target = botnet.state_dict()
     attn_blocks = sorted({k.rsplit('.conv2.', 1)[0] for k in target if '.conv2.qkv.' in k})
     # the attention and the norm after it: the ResNet's 3x3 conv and its BN statistics do not apply
@@ -59,8 +90,8 @@ def convert(resnet_state: Dict[str, torch.Tensor],
             f'resnet_to_botnet: the checkpoint does not match BoTNet(arch={botnet.arch_settings}) layer for '
             f'layer: {len(missing)} BoTNet tensors have no counterpart (e.g. {missing[:4]}), '
             f'{len(unexpected)} checkpoint tensors have no place (e.g. {unexpected[:4]}). Pass the --arch of '
-            'the ResNet depth (50/101/152/200), or a torchvision/mmdet/mmpretrain ResNet (not ResNet-D/V1c, '
-            'whose stem differs).')
+            f'the ResNet depth (50/101/152/200), or {LAYOUTS}; not ResNet-D/V1c (timm resnet50d, mmpretrain '
+            'ResNetV1c/V1d), whose stem differs.')
     loaded = [k for k in target if k in resnet_state and k not in new]
     shapes = [f'{k}: {tuple(resnet_state[k].shape)} vs {tuple(target[k].shape)}' for k in loaded
               if resnet_state[k].shape != target[k].shape]
@@ -68,22 +99,24 @@ def convert(resnet_state: Dict[str, torch.Tensor],
         raise ValueError(f'resnet_to_botnet: tensors of other shapes than BoTNet expects: {shapes[:4]}; '
                          'check --arch and the number of input channels')
     state = OrderedDict((k, v if k in new else resnet_state[k].to(v.dtype)) for k, v in target.items())
-    return state, dict(loaded=loaded, new=new, dropped=dropped)
+    return state, dict(layout=layout, loaded=loaded, new=new, dropped=dropped + outside)
 
 
 def format_report(report: Dict[str, List[str]]) -> str:
-    lines = [f'copied from the ResNet: {len(report["loaded"])} tensors (every other conv/BN layer of the stem '
+    lines = [f'source layout: {report.get("layout", "?")}',
+             f'copied from the ResNet: {len(report["loaded"])} tensors (every other conv/BN layer of the stem '
              'and of layer1..layer4, the shortcut projections included)',
              f'newly initialised (BoTNet default init): {len(report["new"])} tensors']
     lines += [f'  {k}' for k in report['new']]
-    lines.append(f'dropped from the ResNet: {len(report["dropped"])} tensors')
+    lines.append(f'dropped from the source: {len(report["dropped"])} tensors (the replaced 3x3 convs and their BNs, '
+                 'the classifier, anything outside an mmpretrain/mmdet backbone)')
     lines += [f'  {k}' for k in report['dropped']]
     return '\n'.join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='ResNet checkpoint (torchvision, mmdet or mmpretrain)')
+    parser.add_argument('src', help='ResNet checkpoint (torchvision, timm .pth/.bin/.safetensors, mmpretrain or mmdet)')
     parser.add_argument('dst', help='where to save the BoTNet checkpoint')
     parser.add_argument('--arch', default='50', help="BoTNet arch, e.g. 50, 101, s1-50 (default: 50)")
     parser.add_argument('--img-size', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
@@ -95,8 +128,7 @@ def main():
     torch.manual_seed(args.seed)
     botnet = BoTNet(arch=args.arch, img_size=tuple(args.img_size))
     botnet.init_weights()
-    source = torch.load(args.src, map_location='cpu', weights_only=True)
-    state, report = convert(source, botnet)
+    state, report = convert(load_source(args.src), botnet)
     torch.save({'state_dict': state, 'meta': dict(
         converted_from=args.src, botnet_arch=args.arch, img_size=list(args.img_size), report=report)}, args.dst)
     print(format_report(report))

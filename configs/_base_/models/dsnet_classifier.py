@@ -11,7 +11,10 @@ model = dict(
         arch='tiny',
         out_indices=(3, ),
         drop_path_rate=0.1,
-        # ImageNet weights: dict(type='Pretrained', checkpoint='PATH', prefix='backbone.')
+        # ImageNet weights: python tools/model_converters/dsnet_to_mmvit.py DSNet_tiny_pretrained.pdparams
+        # checkpoints/dsnet_t_in1k.pth writes a checkpoint of this whole classifier (load_from /
+        # tools/test.py) or, for the backbone alone, dict(type='Pretrained',
+        # checkpoint='checkpoints/dsnet_t_in1k.pth', prefix='backbone.')
         init_cfg=None),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(

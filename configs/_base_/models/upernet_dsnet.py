@@ -12,7 +12,9 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
         norm_cfg=dict(type='SyncBN', requires_grad=True),
-        # ImageNet weights: dict(type='Pretrained', checkpoint='PATH', prefix='backbone.')
+        # ImageNet weights (python tools/model_converters/dsnet_to_mmvit.py DSNet_<arch>_pretrained.pdparams
+        # checkpoints/dsnet_<t|s|b>_in1k.pth writes checkpoints/dsnet_<t|s|b>_in1k_backbone.pth):
+        # dict(type='Pretrained', checkpoint='checkpoints/dsnet_s_in1k_backbone.pth', prefix='backbone.')
         init_cfg=None),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

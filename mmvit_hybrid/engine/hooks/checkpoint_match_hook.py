@@ -11,7 +11,13 @@ KNOWN_FORMATS = (
      lambda keys: any(k.startswith('network.') for k in keys)
      and any(k.startswith('patch_embed.conv.') for k in keys),
      'python tools/model_converters/volo_to_mmvit.py SRC DST, then use DST with a VOLO config'),
-    ('an ImageNet ResNet checkpoint (torchvision / mmpretrain layout)',
+    ('a SteveTsui/DS-Net (DeiT layout) or PaddleClas DSNet checkpoint',
+     lambda keys: any(re.match(r'blocks[1-4]\.\d+\.(pos_embed|channel_up|cross_channel_up_sa)\.', k)
+                      for k in keys),
+     'python tools/model_converters/dsnet_to_mmvit.py SRC DST, then use DST with a DS-Net classifier '
+     'config (load_from / tools/test.py) or DST with _backbone before the suffix in a det/seg config '
+     '(init_cfg=dict(type="Pretrained", checkpoint=..., prefix="backbone."))'),
+    ('an ImageNet ResNet checkpoint (torchvision / timm / mmpretrain layout)',
      lambda keys: any(re.match(r'(backbone\.)?layer4\.\d+\.conv2\.weight$', k) for k in keys)
      and not any('rel_pos' in k for k in keys),
      'python tools/model_converters/resnet_to_botnet.py SRC DST --arch 50, then use DST with a '

@@ -15,8 +15,9 @@ CONVERTERS = {
             'python tools/model_converters/volo_to_mmvit.py SRC DST',
     'BoTNet': 'ImageNet ResNet weights with '
               'python tools/model_converters/resnet_to_botnet.py SRC DST --arch 50',
-    'DSNet': 'tools/model_converters/ has no DS-Net converter; the weights must come from this '
-             "package's own training",
+    'DSNet': 'PaddleClas DSNet_*.pdparams or SteveTsui/DS-Net .pth weights with '
+             'python tools/model_converters/dsnet_to_mmvit.py SRC DST (the backbone-only file is '
+             'DST with _backbone before the suffix)',
     'DMFormer': 'tools/model_converters/ has no DMFormer converter; the weights must come from '
                 "this package's own training",
 }
