@@ -204,7 +204,7 @@ def fake_official_volo_checkpoint(path):
 @pytest.mark.parametrize('name, converter', [
     ('VOLO', 'tools/model_converters/volo_to_mmvit.py'),
     ('BoTNet', 'tools/model_converters/resnet_to_botnet.py'),
-    ('DSNet', 'tools/model_converters/ has no DS-Net converter'),
+    ('DSNet', 'tools/model_converters/dsnet_to_mmvit.py'),
 ])
 def test_backbone_pretrained_from_other_format_names_converter(tmp_path, name, converter):
     """Third-party weights given to a backbone without conversion."""
