@@ -11,6 +11,7 @@ model = dict(
         drop_path_rate=0.1,
         # 2 images per GPU: synchronise the BatchNorm statistics across GPUs
         norm_cfg=dict(type='SyncBN', requires_grad=True),
-        # ImageNet weights: dict(type='Pretrained', checkpoint='PATH', prefix='backbone.')
+        # ImageNet weights: no DMFormer weights are published; train configs/dmformer/dmformer_<s|m|l>_in1k.py
+        # first, then dict(type='Pretrained', checkpoint='work_dirs/dmformer_s_in1k/epoch_300.pth', prefix='backbone.')
         init_cfg=None),
     neck=dict(in_channels=[64, 128, 320, 512]))
