@@ -40,6 +40,7 @@ from unittest import mock
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 
 EXPORT_OP_NAMESPACE = 'mmvit_hybrid_deploy'
 _export_op = None
@@ -91,7 +92,7 @@ def adaptive_avg_pool2d(x: torch.Tensor, output_size) -> torch.Tensor:
         output_size (int | tuple): (h, w) as for ``nn.AdaptiveAvgPool2d``; ``None`` keeps that axis.
     """
     H, W = x.shape[-2:]
-    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    out_h, out_w = _pair(output_size)
     rows = bin_matrix(H, out_h if out_h is not None else H, x)  # (h, H)
     cols = bin_matrix(W, out_w if out_w is not None else W, x)  # (w, W)
     area = rows.sum(1)[:, None] * cols.sum(1)[None, :]  # (h, w) inputs per bin
@@ -114,6 +115,13 @@ def ceil_mode_pool2d(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     pad = (0, math.ceil(W / s) * s - W, 0, math.ceil(H / s) * s - H)  # (left, right, top, bottom)
     if isinstance(pool, nn.MaxPool2d):
         return F.max_pool2d(F.pad(x, pad, value=float('-inf')), s, s)
+    return _padded_avg_pool2d(x, pad, s)
+
+
+def _padded_avg_pool2d(x: torch.Tensor, pad, s: int) -> torch.Tensor:
+    """s x s floor-mode average pooling of ``x`` zero-padded by ``pad``, each window divided by
+    its in-bounds count (PyTorch's rule for an overhanging ceil-mode window)."""
+    H, W = x.shape[-2:]
     window_mean = F.avg_pool2d(F.pad(x, pad), s, s)  # (sum of the in-bounds elements) / s^2
     in_bounds = F.avg_pool2d(F.pad(x.new_ones(1, 1, H, W), pad), s, s)  # (in-bounds elements) / s^2
     return window_mean / in_bounds
@@ -124,27 +132,22 @@ def avg_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
     the stride-2 shortcut conv's, ``(H - 1) // 2 + 1``: pad one row and column of zeros, 2x2
     floor-mode pooling (an even map drops the padding), divided by the in-bounds fraction. The
     layer pads by ``H % 2``, whose size ``torch.export`` cannot prove equal to the shortcut's."""
-    H, W = x.shape[-2:]
-    window_mean = F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2)  # (B, C, (H - 1) // 2 + 1, (W - 1) // 2 + 1)
-    in_bounds = F.avg_pool2d(F.pad(x.new_ones(1, 1, H, W), (0, 1, 0, 1)), 2)
-    return window_mean / in_bounds
+    return _padded_avg_pool2d(x, (0, 1, 0, 1), 2)  # (B, C, (H - 1) // 2 + 1, (W - 1) // 2 + 1)
 
 
 def _is_ceil_pool(m: nn.Module) -> bool:
     """A 2-D average/max pooling that :func:`ceil_mode_pool2d` reproduces."""
     if not isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)) or not m.ceil_mode:
         return False
-    pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
-    square = pair(m.kernel_size) == pair(m.stride) and pair(m.stride)[0] == pair(m.stride)[1]
-    plain = pair(m.padding) == (0, 0) and (isinstance(m, nn.AvgPool2d) or pair(m.dilation) == (1, 1))
+    square = _pair(m.kernel_size) == _pair(m.stride) and _pair(m.stride)[0] == _pair(m.stride)[1]
+    plain = _pair(m.padding) == (0, 0) and (isinstance(m, nn.AvgPool2d) or _pair(m.dilation) == (1, 1))
     extra = isinstance(m, nn.MaxPool2d) and m.return_indices
     extra = extra or (isinstance(m, nn.AvgPool2d) and m.divisor_override is not None)
     return square and plain and not extra
 
 
 def _is_global(output_size) -> bool:
-    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    return size == (1, 1)
+    return _pair(output_size) == (1, 1)
 
 
 @contextlib.contextmanager
