@@ -16,13 +16,13 @@ import importlib.util
 import os.path as osp
 
 import numpy as np
+import onnx  # requirements/deploy.txt, installed by make install
+import onnxruntime as ort
 import pytest
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 pytestmark = pytest.mark.usefixtures('one_thread')
-ort = pytest.importorskip('onnxruntime', reason='deploy requirements (requirements/deploy.txt) not installed')
-onnx = pytest.importorskip('onnx')
 
 
 def _tool():

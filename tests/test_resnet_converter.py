@@ -63,7 +63,7 @@ def assert_stages_agree(botnet, stage_outputs, x):
 
 
 def test_timm_resnet50_safetensors(tmp_path, capsys):
-    timm = pytest.importorskip('timm')
+    import timm  # requirements/tests.txt
     from safetensors.torch import save_file
     torch.manual_seed(1)
     r50 = randomize_norms(timm.create_model('resnet50', pretrained=False), seed=1)
@@ -118,7 +118,7 @@ def test_mmpretrain_and_torchvision_resnet_share_names():
 
 
 def test_other_layouts_are_named_in_the_error():
-    timm = pytest.importorskip('timm')
+    import timm  # requirements/tests.txt
     converter = runpy.run_path(str(CONVERTER), run_name='resnet_to_botnet')
     with torch.device('meta'):
         botnet = BoTNet(arch='50')
