@@ -20,8 +20,6 @@ import torch
 
 __all__ = ['enable_mmcv_fp32_autocast']
 
-_ENABLED = False
-
 
 def _needs_fp32(*tensors: torch.Tensor) -> bool:
     device = tensors[0].device.type
@@ -55,17 +53,16 @@ def _fp32_roi_align(roi_align):
 
 def enable_mmcv_fp32_autocast() -> bool:
     """Wrap mmcv's ``NMSop.forward`` and ``roi_align`` (what ``nms``/``batched_nms`` and
-    ``RoIAlign`` call) once per process. Returns False where mmcv has no compiled ops."""
-    global _ENABLED
-    if _ENABLED:
-        return True
+    ``RoIAlign`` call), each once per process (a wrapped function carries ``mmvit_fp32_island``).
+    Returns False where mmcv has no compiled ops."""
     try:  # the modules, not the functions of the same names that mmcv.ops exports
         nms_module = importlib.import_module('mmcv.ops.nms')
         roi_align_module = importlib.import_module('mmcv.ops.roi_align')
     except ImportError:  # mmcv without compiled ops (mmcv-lite): no nms/RoIAlign to wrap
         return False
-    nms_module.NMSop.forward = staticmethod(_fp32_nms_forward(nms_module.NMSop.forward))
+    if not getattr(nms_module.NMSop.forward, 'mmvit_fp32_island', False):
+        nms_module.NMSop.forward = staticmethod(_fp32_nms_forward(nms_module.NMSop.forward))
     # RoIAlign.forward looks ``roi_align`` up in its module at call time
-    roi_align_module.roi_align = _fp32_roi_align(roi_align_module.roi_align)
-    _ENABLED = True
+    if not getattr(roi_align_module.roi_align, 'mmvit_fp32_island', False):
+        roi_align_module.roi_align = _fp32_roi_align(roi_align_module.roi_align)
     return True
