@@ -72,7 +72,8 @@ if [ $DRY = 0 ]; then
   TEST_SELECT=()
 else
   DEVICE=cpu
-  TEST_SELECT=(-k "(relative_norm and cpu and B2C12) or (opcheck and cpu) or non_default_stream or past_int32")
+  # the plumbing only (pass and skip reporting): the suite runs the whole op test file itself
+  TEST_SELECT=(-k "(relative_norm and cpu and B2C12) or non_default_stream or past_int32")
 fi
 
 # 0. tools the steps need

@@ -57,6 +57,10 @@ from ..layers import RelPosAttention
 from .base_backbone import HybridBackbone
 
 
+# ResNet's stage depths (He et al. 2016, Table 1; 200 from He et al. 2016b), shared by BoTNet and BoTNet-S1
+RESNET_DEPTHS = {'50': (3, 4, 6, 3), '101': (3, 4, 23, 3), '152': (3, 8, 36, 3), '200': (3, 24, 36, 3)}
+
+
 class BoTBlock(Bottleneck):
     """mmdet's ResNet bottleneck (1x1, 3x3, 1x1; stride on the 3x3), optionally with the 3x3 conv
     replaced by :class:`RelPosAttention` (the BoT block). Checkpointing without reentrancy.
@@ -147,10 +151,8 @@ class BoTNet(HybridBackbone):
     """
     arch_keys = ('depths', 'strides')
     arch_zoo = {
-        **{name: dict(depths=depths, strides=(1, 2, 2, 2)) for name, depths in [
-            ('50', (3, 4, 6, 3)), ('101', (3, 4, 23, 3)), ('152', (3, 8, 36, 3)), ('200', (3, 24, 36, 3))]},
-        **{f's1-{name}': dict(depths=depths, strides=(1, 2, 2, 1)) for name, depths in [
-            ('50', (3, 4, 6, 3)), ('101', (3, 4, 23, 3)), ('152', (3, 8, 36, 3)), ('200', (3, 24, 36, 3))]},
+        **{name: dict(depths=depths, strides=(1, 2, 2, 2)) for name, depths in RESNET_DEPTHS.items()},
+        **{f's1-{name}': dict(depths=depths, strides=(1, 2, 2, 1)) for name, depths in RESNET_DEPTHS.items()},
     }
     stem_channels = 64
     expansion = 4
