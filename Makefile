@@ -15,4 +15,4 @@ demo: install
 	$(PY) tools/test.py $(DEMO_CFG) "$$(cat $(DEMO_DIR)/last_checkpoint)" --work-dir $(DEMO_DIR)
 
 test: install
-	$(PY) -m pytest tests -ra
+	$(PY) -m pytest tests -ra -n 2 --dist loadfile

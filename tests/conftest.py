@@ -1,7 +1,16 @@
 import functools
+import os
 
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n 2``) the workers share the machine's cores: one
+    thread each, also for the tools and benchmarks they start (the environment is inherited)."""
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        os.environ.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -209,6 +209,9 @@ def run_mmdet(path, model, cfg):
     with_mask = 'mask_head' in cfg.model.get('roi_head', {})
     packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, h, w)], num_items=[2],
                             num_classes=num_classes, with_mask=with_mask)
+    for aug in model.data_preprocessor.batch_augments or []:
+        if hasattr(aug, 'size'):  # BatchFixedSizePad: a small canvas instead of the config's 1024x1024
+            aug.size = (h + 32, w + 64)
     return model(**model.data_preprocessor(packed, True), mode='loss')
 
 

@@ -3,7 +3,8 @@
 Faults tried: images with the wrong number of channels, images smaller than a backbone's minimum,
 NaN/inf losses, a checkpoint of another architecture, a corrupt (truncated) annotation file, an
 annotation file without images, unknown arch names and bad argument values for every module this
-package registers. The tool-level faults run tools/train.py or tools/test.py as a user would; see
+package registers. The tool-level faults run tools/train.py or tools/test.py in their own processes
+(forked from a warm interpreter, tests/warm_tools.py) with a user's arguments; see
 docs/robustness.md for the same commands by hand.
 """
 import json
@@ -11,6 +12,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.registry import BATCH_AUGMENTS
+from warm_tools import run_tool
 
 import mmvit_hybrid  # noqa: F401
 from mmvit_hybrid.engine import (CheckpointMatchHook, InputCheckHook, InvalidLossHook,
@@ -259,10 +262,9 @@ def test_nonfinite_loss_hook_names_iteration(tmp_path):
 
 # ------------------------------------------------------------------ through the tools
 def tool(script, *args):
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', script), *args], cwd=ROOT,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300)
+    """``tools/<script>`` in its own process, forked from the warm interpreter (tests/warm_tools.py)."""
+    code, out = run_tool(osp.join('tools', script), *args, env=dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'))
+    return SimpleNamespace(returncode=code, stdout=out)
 
 
 def cfg_options(data_root, **extra):

@@ -24,6 +24,7 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmvit_hybrid  # noqa: F401  (registers the weights-only checkpoint loader)
+from warm_tools import ToolRun, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/demo/mask_rcnn_dsnet_t_demo.py')
@@ -31,8 +32,7 @@ LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 NUM_TRAIN, BATCH, EPOCHS = 6, 2, 3  # 3 iterations per epoch, 9 in all
 
 
-def env():
-    return dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+ONE_THREAD = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
 def train_cmd(data_root, work_dir, *extra, config=CONFIG, **more_opts):
@@ -45,33 +45,22 @@ def train_cmd(data_root, work_dir, *extra, config=CONFIG, **more_opts):
                  'default_hooks.logger.interval': 1, 'default_hooks.checkpoint.interval': 1,
                  'train_cfg.max_epochs': EPOCHS, 'train_cfg.val_begin': EPOCHS + 1,
                  'randomness.seed': 0, 'randomness.deterministic': True, **more_opts})
-    return [sys.executable, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', work_dir,
+    return ['tools/train.py', config, '--work-dir', work_dir,
             *extra, '--cfg-options', *[f'{k}={v}' for k, v in opts.items()]]
 
 
 def run(cmd):
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    return proc.stdout
+    """Run the tool (forked from the warm interpreter, tests/warm_tools.py); its output."""
+    code, out = run_tool(*cmd, env=ONE_THREAD)
+    assert code == 0, out[-4000:]
+    return out
 
 
 def run_and_kill(cmd, marker):
     """Start ``cmd``; SIGKILL it as soon as ``marker`` appears in its output. Returns the output."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if marker in line:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-    finally:
-        proc.stdout.close()
-        proc.wait(timeout=60)
-    out = ''.join(lines)
-    assert proc.returncode == -signal.SIGKILL, f'not killed (rc {proc.returncode}):\n{out[-3000:]}'
+    tool_run = ToolRun(*cmd, env=ONE_THREAD)
+    out = tool_run.kill_when(marker)
+    assert tool_run.process.exitcode == -signal.SIGKILL, f'not killed:\n{out[-3000:]}'
     return out
 
 
@@ -231,9 +220,8 @@ def kill_inside_save(tmp_path, hook):
     script = tmp_path / 'toy_train.py'
     script.write_text(SCRIPT)
     work_dir = str(tmp_path / 'work')
-    proc = subprocess.run([sys.executable, str(script), work_dir, hook, '2'], cwd=ROOT, env=env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:]
+    code, out = run_tool(str(script), work_dir, hook, '2', env=ONE_THREAD, timeout=120)
+    assert code == -signal.SIGKILL, out[-3000:]
     return work_dir
 
 

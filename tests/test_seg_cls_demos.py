@@ -1,5 +1,6 @@
 """The segmentation and classification demos: their data generators, and a short train + test of
-each demo config through tools/train.py and tools/test.py (subprocesses, tiny data, CPU).
+each demo config through tools/train.py and tools/test.py (separate processes forked from a warm
+interpreter, tests/warm_tools.py; tiny data, CPU).
 
 The full-length demo runs and their metrics are in configs/demo/README.md; here the tools only
 have to run the configs end to end: 2 training iterations, then evaluation with mmseg's IoUMetric
@@ -20,6 +21,7 @@ from glob import glob
 import numpy as np
 import pytest
 import torch
+from warm_tools import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_CONFIG = osp.join(ROOT, 'configs/demo/upernet_dsnet_t_demo.py')
@@ -36,11 +38,11 @@ def generate(script, out, *args):
 
 
 def run(script, *args):
-    """Run ``tools/<script>`` with this interpreter from the repo root; return its output."""
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', script), *args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    return proc.stdout
+    """Run ``tools/<script>`` from the repo root, forked from the warm interpreter
+    (tests/warm_tools.py); return its output."""
+    code, out = run_tool(osp.join('tools', script), *args)
+    assert code == 0, out[-3000:]
+    return out
 
 
 def cfg_options(data_root, batch, **extra):

@@ -1,7 +1,8 @@
 """tools/train.py and tools/test.py end to end on the demo config (tiny synthetic COCO, CPU).
 
-Train one epoch, evaluate the checkpoint, then auto-resume for a second epoch. Each step runs the
-tool as a subprocess, as a user would.
+Train one epoch, evaluate the checkpoint, then auto-resume for a second epoch. Training, testing
+and mmdet's own train tool run in fresh interpreters, as a user runs them; the resume and the
+missing-dataset error run in processes forked from a warm interpreter (tests/warm_tools.py).
 """
 import importlib.util
 import json
@@ -12,6 +13,7 @@ import sys
 from glob import glob
 
 import pytest
+from warm_tools import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/demo/mask_rcnn_dsnet_t_demo.py')
@@ -75,11 +77,13 @@ def test_test(trained, tmp_path):
 
 
 def test_resume(trained):
+    """(forked from the warm interpreter, tests/warm_tools.py: the two runs above are the fresh ones)"""
     work_dir = trained['work_dir']
-    log = run('train.py', CONFIG, '--work-dir', work_dir, '--resume',
-              *cfg_options(trained['data_root'], **{
-                  'train_cfg.max_epochs': 2, 'train_cfg.val_begin': 3,
-                  'default_hooks.checkpoint.max_keep_ckpts': -1}))
+    code, log = run_tool('tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
+                         *cfg_options(trained['data_root'], **{
+                             'train_cfg.max_epochs': 2, 'train_cfg.val_begin': 3,
+                             'default_hooks.checkpoint.max_keep_ckpts': -1}))
+    assert code == 0, log[-3000:]
     assert f'Auto resumed from the latest checkpoint {osp.join(work_dir, "epoch_1.pth")}' in log
     assert 'resumed epoch: 1, iter: 2' in log
     assert 'Epoch(train) [1]' not in log and 'Epoch(train) [2][2/2]' in log
@@ -111,13 +115,11 @@ def test_missing_file_is_reported(argv, missing, monkeypatch, capsys):
 
 
 def test_missing_dataset_is_reported(tmp_path):
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), CONFIG,
-                           '--work-dir', str(tmp_path), '--cfg-options',
-                           f'train_dataloader.dataset.data_root={tmp_path}/nowhere/'],
-                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert f"train_dataloader.dataset.data_root = '{tmp_path}/nowhere/' is not a folder" in proc.stdout
-    assert '--cfg-options train_dataloader.dataset.data_root=DIR/' in proc.stdout
+    code, out = run_tool('tools/train.py', CONFIG, '--work-dir', str(tmp_path), '--cfg-options',
+                         f'train_dataloader.dataset.data_root={tmp_path}/nowhere/', timeout=120)
+    assert code != 0
+    assert f"train_dataloader.dataset.data_root = '{tmp_path}/nowhere/' is not a folder" in out
+    assert '--cfg-options train_dataloader.dataset.data_root=DIR/' in out
 
 
 def test_mmdet_own_train_tool_trains_our_config(trained, tmp_path):

@@ -64,22 +64,46 @@ skip() {  # skip NAME REASON
 }
 
 log "mode: $([ $DRY = 1 ] && echo 'dry run (CPU, toy sizes)' || echo 'GPU'), python: $PY, results: $OUTDIR"
-"$PY" -c "import torch; print('[gpu_check] torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
+# what this interpreter has, found in one start (every start pays for the torch import): the
+# torch/GPU line on stderr, then shell assignments CUDA, MISSING, MMCV_OPS and STACK_ERR
+CUDA=0 MMCV_OPS=0 MISSING=()
+unset STACK_ERR
+eval "$("$PY" - <<'EOF'
+import contextlib, importlib, shlex, sys
+import torch
+cuda = torch.cuda.is_available()
+print('[gpu_check] torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU:',
+      torch.cuda.get_device_name(0) if cuda else None, file=sys.stderr)
+
+
+def error(*modules):
+    """'' if every module imports, else the first error's one-line message."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is eval'd: only the lines below
+            for module in modules:
+                importlib.import_module(module)
+    except Exception as exc:  # a broken install raises more than ImportError
+        return f'{type(exc).__name__}: {exc}'.splitlines()[0]
+    return ''
+
+
+print(f'CUDA={int(cuda)}')
+print(f'MISSING=({shlex.join(m for m in ("pytest", "setuptools", "ninja") if error(m))})')
+print(f'MMCV_OPS={int(not error("mmcv.ops"))}')
+print(f'STACK_ERR={shlex.quote(error("mmvit_hybrid.models", "timm"))}')
+EOF
+)"
 if [ $DRY = 0 ]; then
-  "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" ||
+  [ "$CUDA" = 1 ] ||
     { echo "[gpu_check] no CUDA device visible; use --dry-run on CPU machines" >&2; exit 2; }
-  DEVICE=cuda
   TEST_SELECT=()
 else
-  DEVICE=cpu
   # the plumbing only (pass and skip reporting): the suite runs the whole op test file itself
   TEST_SELECT=(-k "(relative_norm and cpu and B2C12) or non_default_stream or past_int32")
 fi
 
 # 0. tools the steps need
 WHEELS=${GPU_WHEELS:-work_dirs/gpu_wheels}
-MISSING=()
-for mod in pytest setuptools ninja; do "$PY" -c "import $mod" 2>/dev/null || MISSING+=("$mod"); done
 if [ ${#MISSING[@]} -gt 0 ]; then
   if [ -d "$WHEELS" ]; then  # into a side folder: the machine's Python stays as it is
     DEPS=${TMPDIR:-/tmp}/mmvit_gpu_check_deps
@@ -100,7 +124,7 @@ fi
 
 # 2. which ops have CUDA kernels
 ONLY=(mmvit_hybrid)
-"$PY" -c "import mmcv.ops" 2>/dev/null && ONLY+=(mmcv)
+[ "$MMCV_OPS" = 1 ] && ONLY+=(mmcv)
 step check_ops 120 "$PY" tools/misc/check_ops.py --only "${ONLY[@]}" --smoke
 
 # 3. op tests (torch alone)
@@ -117,7 +141,7 @@ else
 fi
 
 # 5. models: CUDA autocast for every backbone, VOLO-D1 / BoT attention vs timm under AMP
-if STACK_ERR=$("$PY" -c "import mmvit_hybrid.models, timm" 2>&1); then
+if [ -z "${STACK_ERR-unknown}" ]; then
   if [ $DRY = 0 ]; then
     step amp_tests 240 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_amp.py -k cuda \
         --junitxml="$OUTDIR/amp_tests.xml"
@@ -134,7 +158,7 @@ if STACK_ERR=$("$PY" -c "import mmvit_hybrid.models, timm" 2>&1); then
         --json "$OUTDIR/models_bf16.json"
   fi
 else
-  REASON="the OpenMMLab stack or timm is not importable here ($(echo "$STACK_ERR" | tail -n1))"
+  REASON="the OpenMMLab stack or timm is not importable here (${STACK_ERR-the probe failed})"
   skip amp_tests "$REASON"
   skip models_fp16 "$REASON"
   skip models_bf16 "$REASON"
