@@ -134,3 +134,31 @@ def test_mmdet_own_train_tool_trains_our_config(trained, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'Epoch(train) [1][2/2]' in proc.stdout
     assert osp.isfile(osp.join(tmp_path, 'epoch_1.pth'))
+
+
+def test_warm_tool_runs_are_separate_processes(tmp_path):
+    """tests/warm_tools.py, which the other end-to-end tests rely on: a forked run gets its own
+    argv, environment, working directory and exit status, its output (also C-level writes to fd 2),
+    and this package is not imported before the script imports it."""
+    import os
+    import signal
+
+    from warm_tools import ToolRun
+    script = tmp_path / 'probe.py'
+    script.write_text(
+        'import os, sys\n'
+        'print("preloaded:", "mmvit_hybrid" in sys.modules, "torch" in sys.modules)\n'
+        'print("argv:", sys.argv[1:], "cwd:", os.getcwd(), "env:", os.environ.get("PROBE"))\n'
+        'os.write(2, b"fd2 write\\n")\n'
+        'if sys.argv[1] == "hang":\n'
+        '    print("waiting", flush=True)\n'
+        '    import time; time.sleep(60)\n'
+        'sys.exit(int(sys.argv[1]))\n')
+    code, out = run_tool(str(script), '3', env=dict(PROBE='x'))
+    assert code == 3
+    assert 'preloaded: False True' in out  # the stack is warm, this package is not
+    assert f"argv: ['3'] cwd: {ROOT} env: x" in out and 'fd2 write' in out
+    assert os.environ.get('PROBE') is None  # the run's environment stayed in the run
+    run = ToolRun(str(script), 'hang')
+    assert 'waiting' in run.kill_when('waiting', timeout=60)
+    assert run.process.exitcode == -signal.SIGKILL
