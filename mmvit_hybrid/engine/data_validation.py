@@ -7,20 +7,11 @@ one array to concatenate`` deep inside mmengine's dataset code.
 import json
 import os.path as osp
 
+from mmvit_hybrid.utils.data_check import dataset_cfgs
+
 __all__ = ['check_annotation_files']
 
 MAX_PARSE_BYTES = 256 * 1024**2  # bigger JSON files are only checked for truncation
-
-
-def _datasets(cfg, key):
-    """Yield ``(dotted key, dataset cfg)`` for a dataset and the datasets it wraps."""
-    if not isinstance(cfg, dict):
-        return
-    yield key, cfg
-    if isinstance(cfg.get('dataset'), dict):
-        yield from _datasets(cfg['dataset'], f'{key}.dataset')
-    for i, inner in enumerate(cfg.get('datasets', None) or []):
-        yield from _datasets(inner, f'{key}.datasets.{i}')
 
 
 def _check_json(key, path, dataset, max_parse_bytes):
@@ -73,7 +64,7 @@ def check_annotation_files(cfg, loaders=('train_dataloader', 'val_dataloader', '
         loader_cfg = cfg.get(loader)
         if not loader_cfg:
             continue
-        for key, dataset in _datasets(loader_cfg.get('dataset'), f'{loader}.dataset'):
+        for key, dataset in dataset_cfgs(loader_cfg.get('dataset'), f'{loader}.dataset'):
             ann_file = dataset.get('ann_file') or ''
             if not ann_file or '://' in ann_file:
                 continue

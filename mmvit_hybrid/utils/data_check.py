@@ -7,15 +7,16 @@ _OVERRIDE_HINT = ('Point the config at your data, e.g. --cfg-options {key}.data_
                   'test_evaluator.ann_file for COCO-style evaluators).')
 
 
-def _datasets(cfg, key):
-    """Yield ``(dotted key, dataset cfg)`` for a dataset and the datasets it wraps."""
+def dataset_cfgs(cfg, key):
+    """Yield ``(dotted key, dataset cfg)`` for a dataset and the datasets it wraps
+    (``RepeatDataset.dataset``, ``ConcatDataset.datasets``)."""
     if not isinstance(cfg, dict):
         return
     yield key, cfg
     if isinstance(cfg.get('dataset'), dict):
-        yield from _datasets(cfg['dataset'], f'{key}.dataset')
+        yield from dataset_cfgs(cfg['dataset'], f'{key}.dataset')
     for i, inner in enumerate(cfg.get('datasets', None) or []):
-        yield from _datasets(inner, f'{key}.datasets.{i}')
+        yield from dataset_cfgs(inner, f'{key}.datasets.{i}')
 
 
 def check_dataset_paths(cfg, loaders=LOADERS) -> None:
@@ -25,7 +26,7 @@ def check_dataset_paths(cfg, loaders=LOADERS) -> None:
         loader_cfg = cfg.get(loader)
         if not loader_cfg:
             continue
-        for key, dataset in _datasets(loader_cfg.get('dataset'), f'{loader}.dataset'):
+        for key, dataset in dataset_cfgs(loader_cfg.get('dataset'), f'{loader}.dataset'):
             data_root = dataset.get('data_root') or ''
             if data_root and '://' not in data_root and not osp.isdir(data_root):
                 raise FileNotFoundError(f'{key}.data_root = {data_root!r} is not a folder. '
