@@ -27,20 +27,23 @@ PRELOAD = ['torch', 'torchvision', 'mmengine.runner', 'mmcv.ops', 'mmdet.models'
 SERVER_ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')
 
 
+_SERVER = {}  # 'ctx': the forkserver context, once its server runs
+
+
 def _context():
     """The forkserver context; the server starts on the first call and imports PRELOAD."""
-    ctx = multiprocessing.get_context('forkserver')
-    if not getattr(_context, 'started', False):
+    if 'ctx' not in _SERVER:
+        ctx = multiprocessing.get_context('forkserver')
         ctx.set_forkserver_preload(PRELOAD)
         saved = dict(os.environ)
-        os.environ.update(SERVER_ENV)
+        os.environ.update(SERVER_ENV)  # the server inherits the environment it starts with
         try:
             multiprocessing.forkserver.ensure_running()
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        _context.started = True
-    return ctx
+        _SERVER['ctx'] = ctx
+    return _SERVER['ctx']
 
 
 def _child(script, args, env, log_path):
