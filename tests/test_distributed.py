@@ -19,7 +19,7 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from warm_tools import run_tool
+from warm_tools import ONE_THREAD, run_tool
 
 from mmvit_hybrid.engine import ReplicaSyncHook, init_cpu_distributed
 from mmvit_hybrid.engine.hooks import replica_sync_hook
@@ -93,7 +93,7 @@ def runs(tmp_path_factory):
     code, single_log = run_tool('tools/train.py', sync_config(tmp, single_dir / 'dump'), '--work-dir',
                                 str(single_dir), *cfg_options(data_root, **{
                                     'train_dataloader.batch_size': 2, 'train_dataloader.dataset.indices': 2}),
-                                env=dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'))
+                                env=ONE_THREAD)
     assert code == 0, single_log[-4000:]
     return dict(data_root=data_root, ddp_dir=ddp_dir, ddp_log=ddp_log, single_dir=single_dir,
                 single_log=single_log)

@@ -8,7 +8,6 @@ package registers. The tool-level faults run tools/train.py or tools/test.py in 
 docs/robustness.md for the same commands by hand.
 """
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.registry import BATCH_AUGMENTS
-from warm_tools import run_tool
+from warm_tools import ONE_THREAD, run_tool
 
 import mmvit_hybrid  # noqa: F401
 from mmvit_hybrid.engine import (CheckpointMatchHook, InputCheckHook, InvalidLossHook,
@@ -263,7 +262,7 @@ def test_nonfinite_loss_hook_names_iteration(tmp_path):
 # ------------------------------------------------------------------ through the tools
 def tool(script, *args):
     """``tools/<script>`` in its own process, forked from the warm interpreter (tests/warm_tools.py)."""
-    code, out = run_tool(osp.join('tools', script), *args, env=dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'))
+    code, out = run_tool(osp.join('tools', script), *args, env=ONE_THREAD)
     return SimpleNamespace(returncode=code, stdout=out)
 
 

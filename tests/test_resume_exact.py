@@ -24,15 +24,12 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmvit_hybrid  # noqa: F401  (registers the weights-only checkpoint loader)
-from warm_tools import ToolRun, run_tool
+from warm_tools import ONE_THREAD, ToolRun, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs/demo/mask_rcnn_dsnet_t_demo.py')
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 NUM_TRAIN, BATCH, EPOCHS = 6, 2, 3  # 3 iterations per epoch, 9 in all
-
-
-ONE_THREAD = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
 def train_cmd(data_root, work_dir, *extra, config=CONFIG, **more_opts):

@@ -23,8 +23,9 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRELOAD = ['torch', 'torchvision', 'mmengine.runner', 'mmcv.ops', 'mmdet.models', 'mmseg.models',
            'mmpretrain.models', 'pycocotools.coco']
+ONE_THREAD = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')  # a run's env for one torch/BLAS thread
 # the server itself never runs an OpenMP region (one thread), so each forked run may start its own
-SERVER_ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+SERVER_ENV = dict(ONE_THREAD, PYTHONUNBUFFERED='1')
 
 
 _SERVER = {}  # 'ctx': the forkserver context, once its server runs
@@ -74,11 +75,16 @@ class ToolRun:
         self.process = _context().Process(target=_child,
                                           args=(self.script, [str(a) for a in args], full_env, self.log_path))
         self.process.start()
-        self.pid = self.process.pid
 
     def output(self):
         with open(self.log_path, errors='replace') as f:
             return f.read()
+
+    def _final_output(self):
+        """The whole output of the ended run; its log file is removed."""
+        out = self.output()
+        os.unlink(self.log_path)
+        return out
 
     def wait(self, timeout=300):
         """The exit status (negative: killed by that signal); fails if the run is still going."""
@@ -100,13 +106,11 @@ class ToolRun:
             time.sleep(0.05)
         self.process.kill()
         self.process.join()
-        return self.output()
+        return self._final_output()
 
 
 def run_tool(script, *args, env=None, timeout=300):
     """``(exit status, output)`` of one forked run of ``script`` (a path relative to the repo)."""
     run = ToolRun(script, *args, env=env)
     code = run.wait(timeout)
-    out = run.output()
-    os.unlink(run.log_path)
-    return code, out
+    return code, run._final_output()
