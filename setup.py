@@ -1,6 +1,15 @@
 """Install mmvit_hybrid. The custom ops under mmvit_hybrid/ops/csrc are compiled with torch's
 cpp_extension: CUDA kernels when a GPU and nvcc are present or FORCE_CUDA=1 (rules in
-mmvit_hybrid/ops/build_config.py), CPU kernels otherwise; MMVIT_HYBRID_WITH_OPS=0 skips them."""
+mmvit_hybrid/ops/build_config.py), CPU kernels otherwise; MMVIT_HYBRID_WITH_OPS=0 skips them.
+
+The extension's ABI is tied to the torch it is compiled against, so build with the torch that is
+installed: ``pip install --no-build-isolation -e .`` (or ``pip wheel --no-build-isolation .``).
+pyproject.toml does not list torch as a build requirement; in an isolated build (plain
+``pip install .``) torch cannot be imported, so the package is built without the extension and
+the op uses its PyTorch reference (one warning at first use).
+
+The configs and tools are shipped inside the package, under ``mmvit_hybrid/.mim/`` (symbolic links
+in the repository, regular files in the wheel), as mmdet/mmseg/mmpretrain ship theirs."""
 import glob
 import os
 import sys
@@ -13,6 +22,12 @@ def get_version():
     with open(os.path.join('mmvit_hybrid', 'version.py')) as f:
         exec(f.read(), scope)
     return scope['__version__']
+
+
+# Shipped inside the package (mmvit_hybrid/.mim: links to ../../configs, ../../tools and
+# ../../model-index.yml); glob follows the directory links and build_py copies the files.
+MIM_FILES = ['.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/configs/**/*.yml',
+             '.mim/configs/**/*.md', '.mim/tools/**/*.py', '.mim/tools/**/*.sh']
 
 
 def read_requirements(path):
@@ -41,6 +56,14 @@ def get_extensions():
         return [], {}
     sources = sorted(glob.glob('mmvit_hybrid/ops/csrc/**/*.cpp', recursive=True))
     if not sources:
+        return [], {}
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # an isolated build: the user's torch is not visible
+        print('[mmvit_hybrid] torch is not importable in this build environment: building without '
+              'the compiled op (mmvit_hybrid._ext; the package falls back to its PyTorch '
+              'reference). To compile it against your torch: '
+              'pip install --no-build-isolation .', file=sys.stderr)
         return [], {}
     cuda_sources = sorted(glob.glob('mmvit_hybrid/ops/csrc/**/*.cu', recursive=True))
     build_config = load_build_config()
@@ -81,7 +104,8 @@ setup(
     name='mmvit_hybrid',
     version=get_version(),
     description='Hybrid CNN/transformer backbones (DS-Net, DMFormer, VOLO, BoTNet) for OpenMMLab',
-    packages=find_packages(exclude=('configs', 'tools', 'tests', 'benchmarks')),
+    packages=find_packages(exclude=('configs', 'tools', 'tests', 'benchmarks', 'demo')),
+    package_data={'mmvit_hybrid': MIM_FILES},
     python_requires='>=3.8',
     install_requires=read_requirements('requirements/runtime.txt'),
     extras_require={'tests': read_requirements('requirements/tests.txt'),
