@@ -16,7 +16,19 @@ PaddleClas ``dsnet.py``), which is more specific than the paper text:
 6. conv FFN with a BN pre-norm: ``x = x + DropPath(Conv1x1(GELU(Conv1x1(BN(x)))))``.
 
 All three attentions run through :func:`torch.nn.functional.scaled_dot_product_attention`; their
-scale is the default ``head_dim ** -0.5``, as in the reference.
+scale is the default ``head_dim ** -0.5``, as in the reference. Their q/k/v come out of the
+projections per head with a unit last-dim stride, the layout torch's fused kernels require (CPU
+flash; CUDA flash and memory-efficient): the global stream is token-major, so its ``Linear`` gives
+``(B, N, 3C/2)``; the local stream is stored channels-last before its co-attention norm and 1x1
+conv, so the conv writes ``(B, H, W, 3C/2)`` and the tokens are a view of it. The fused kernels
+never materialise the ``(N_q, N_k)`` probability matrix; at 800x1344 the stage-1 co-attention pairs
+67,200 local tokens with 1,050 global ones.
+
+Attention dropout (the reference's 0.1) runs in the fused kernel on CUDA. torch's fused CPU kernels
+take no dropout, so on CPU a block with dropout splits the queries into chunks
+(:func:`dropout_attention_in_chunks`) and recomputes each chunk in backward: memory stays linear
+in the number of tokens instead of keeping a probability matrix and a dropout mask of
+``N_q x N_k`` per attention.
 
 For DS-FPN's shared global context, a block built with ``external_global=True`` takes its global
 stream from another block (:meth:`DualStreamBlock.forward_with_global`): it skips step 3's global
@@ -57,6 +69,40 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, N, h * d)
 
 
+def dropout_attention_in_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float,
+                                max_elements: int = 2**22) -> torch.Tensor:
+    """Scaled dot-product attention with dropout, the queries in chunks, each recomputed in backward.
+
+    Each chunk's attention matrix holds at most ``max_elements`` entries; under autograd every chunk
+    runs through non-reentrant activation checkpointing, which restores the RNG state for the
+    recomputation, so backward sees the forward's dropout mask and only one chunk's probabilities
+    and mask exist at a time.
+
+    Args:
+        q (Tensor): (B, heads, N, d) queries.
+        k (Tensor): (B, heads, M, d) keys.
+        v (Tensor): (B, heads, M, d) values.
+        dropout_p (float): Dropout on the attention probabilities.
+        max_elements (int): Largest ``B * heads * chunk * M`` of one chunk. Defaults to 2**22
+            (16 MiB in float32).
+
+    Returns:
+        Tensor: (B, heads, N, d).
+    """
+    B, h, N, _ = q.shape
+    chunk = max(1, max_elements // (B * h * k.shape[-2]))
+    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    outs = []
+    for start in range(0, N, chunk):
+        q_chunk = q[:, :, start:start + chunk]
+        if recompute:
+            outs.append(cp.checkpoint(F.scaled_dot_product_attention, q_chunk, k, v, dropout_p=dropout_p,
+                                      use_reentrant=False))
+        else:
+            outs.append(F.scaled_dot_product_attention(q_chunk, k, v, dropout_p=dropout_p))
+    return torch.cat(outs, dim=2)
+
+
 class DualStreamBlock(BaseModule):
     """Dual-stream block: local depthwise-conv stream, global attention stream, co-attention.
 
@@ -66,7 +112,8 @@ class DualStreamBlock(BaseModule):
         global_stride (int): The global stream works on an (H // s, W // s) grid (at least 1x1).
         mlp_ratio (float): FFN hidden width over C. Defaults to 4.
         attn_drop_rate (float): Dropout on the attention probabilities. Defaults to 0.1, the
-            value the reference code hard-codes.
+            value the reference code hard-codes (on CPU it runs in query chunks, see
+            :func:`dropout_attention_in_chunks`).
         drop_path_rate (float): Stochastic depth of both residual branches. Defaults to 0.
         norm_cfg (dict): Norm for the convolutional (B, C, H, W) tensors. Defaults to BN.
         with_cp (bool): Recompute the block in backward to save memory. Defaults to False.
@@ -126,7 +173,10 @@ class DualStreamBlock(BaseModule):
         self.ffn = nn.Sequential(nn.Conv2d(C, hidden, 1), nn.GELU(), nn.Conv2d(hidden, C, 1))
 
     def _attend(self, q, k, v):
+        """(B, heads, N, d) queries, (B, heads, M, d) keys/values -> (B, N, heads * d)."""
         dropout_p = self.attn_drop_rate if self.training else 0.
+        if dropout_p > 0 and not q.is_cuda:  # no fused CPU kernel takes dropout
+            return _merge_heads(dropout_attention_in_chunks(q, k, v, dropout_p))
         return _merge_heads(F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p))
 
     def _forward(self, x: torch.Tensor, global_map: Optional[torch.Tensor] = None):
@@ -152,7 +202,10 @@ class DualStreamBlock(BaseModule):
         # the global stream after intra-scale propagation, for blocks that share it
         global_out = global_x.transpose(1, 2).reshape(B, self.stream_dims, *grid)  # -> (B, C/2, h, w)
 
-        # inter-scale alignment: both directions read the same (pre-update) q/k/v
+        # inter-scale alignment: both directions read the same (pre-update) q/k/v. Channels-last
+        # storage makes the norm and the 1x1 conv write token-major memory, so the tokens below
+        # are views with unit channel stride (the fused attention kernels' layout).
+        local_x = local_x.contiguous(memory_format=torch.channels_last)
         local_qkv = self.local_co_qkv(self.local_co_norm(local_x))
         local_qkv = local_qkv.flatten(2).transpose(1, 2)  # (B, 3C/2, H, W) -> (B, H*W, 3C/2)
         local_q, local_k, local_v = _split_heads(local_qkv, self.num_heads)
