@@ -26,17 +26,15 @@ in PyTorch) is made from the Paddle state dict by the renaming its PyTorch modul
 every other key and array unchanged.
 """
 import argparse
-import contextlib
-import io
 import pickle
 import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from converter_cli import run_converter
 from paddle_reference import build_reference, reference_logits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +53,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def run_tool(*argv) -> str:
     """Run the converter script as ``python dsnet_to_mmvit.py ARGS`` would, in this process;
     return what it printed."""
-    old, out = sys.argv, io.StringIO()
-    sys.argv = [str(CONVERTER), *map(str, argv)]
-    try:
-        with contextlib.redirect_stdout(out):
-            runpy.run_path(str(CONVERTER), run_name='__main__')
-    finally:
-        sys.argv = old
-    return out.getvalue()
+    return run_converter('dsnet_to_mmvit', *argv)
 
 
 def load_converter():

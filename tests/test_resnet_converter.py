@@ -52,6 +52,17 @@ def bot50(checkpoint: Path) -> BoTNet:
     return model.eval()
 
 
+def timm_resnet_stages(r50, x) -> list:
+    """The outputs of timm ResNet's layer1..layer4 for ``x``."""
+    with torch.no_grad():
+        h = r50.maxpool(r50.act1(r50.bn1(r50.conv1(x))))
+        stages = []
+        for layer in (r50.layer1, r50.layer2, r50.layer3, r50.layer4):
+            h = layer(h)
+            stages.append(h)
+    return stages
+
+
 def assert_stages_agree(botnet, stage_outputs, x):
     with torch.no_grad():
         ours = botnet(x)
@@ -74,13 +85,7 @@ def test_timm_resnet50_safetensors(tmp_path, capsys):
     assert f'newly initialised (BoTNet default init): {NEW} tensors' in out
     assert '  fc.weight' in out and '  layer4.2.conv2.weight' in out  # dropped
     x = torch.randn(2, 3, IMG, IMG)
-    with torch.no_grad():
-        h = r50.maxpool(r50.act1(r50.bn1(r50.conv1(x))))
-        stages = []
-        for layer in (r50.layer1, r50.layer2, r50.layer3, r50.layer4):
-            h = layer(h)
-            stages.append(h)
-    assert_stages_agree(bot50(tmp_path / 'bot50.pth'), stages, x)
+    assert_stages_agree(bot50(tmp_path / 'bot50.pth'), timm_resnet_stages(r50, x), x)
 
 
 def test_mmpretrain_resnet50_classifier(tmp_path, capsys):

@@ -24,6 +24,10 @@ The report lists the tensors copied, newly initialised (the BatchNorm ``num_batc
 counters a Paddle file does not have: 0) and dropped. Any other layout is an error naming the
 layouts above.
 
+SRC may be a URL (e.g. PaddleClas's ``https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/
+legendary_models/DSNet_tiny_pretrained.pdparams``): it is downloaded into a cache folder first
+(``checkpoint_source.py``). Errors end the tool with one line and leave no output file.
+
 Usage:
     python tools/model_converters/dsnet_to_mmvit.py DSNet_tiny_pretrained.pdparams \
         checkpoints/dsnet_t_in1k.pth
@@ -32,14 +36,21 @@ import argparse
 import codecs
 import collections
 import importlib
+import os
 import pickle
 import re
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # checkpoint_source.py (URL sources, atomic outputs) is shared by the converters
+    sys.path.insert(0, _HERE)
+from checkpoint_source import add_source_args, local_source, run_cli, save_outputs  # noqa: E402
 
 PADDLE_META_KEY = 'StructuredToParameterName@@'
 LAYOUTS = ('a PaddleClas DSNet_*.pdparams file (paddle.save of the model state_dict: numpy arrays, '
@@ -245,24 +256,24 @@ def backbone_path(dst: str) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='PaddleClas .pdparams or SteveTsui/DS-Net .pth')
+    parser.add_argument('src', help='PaddleClas .pdparams or SteveTsui/DS-Net .pth: a path or an http(s):// URL')
     parser.add_argument('dst', help='output classifier checkpoint (mmpretrain ImageClassifier keys)')
     parser.add_argument('--backbone-out', help='output of the backbone.* tensors only '
                         '(default: DST with _backbone before the suffix)')
     parser.add_argument('--ema', action='store_true', help="take a DeiT-style checkpoint's model_ema weights")
     parser.add_argument('-q', '--quiet', action='store_true', help='print the counts only, not every key')
+    add_source_args(parser)
     args = parser.parse_args()
 
-    state, report = convert(load_source(args.src), ema=args.ema)
+    with local_source(args.src, args.cache_dir, progress=not args.no_progress) as path:
+        state, report = convert(load_source(path), ema=args.ema)
     text = format_report(report)
     print('\n'.join(line for line in text.splitlines() if not (args.quiet and line.startswith('  '))))
     meta = dict(converted_from=args.src, dsnet_arch=report['arch'], layout=report['layout'],
                 num_classes=int(report['num_classes']))
     backbone = OrderedDict((k, v) for k, v in state.items() if k.startswith('backbone.'))
     outputs = [(args.dst, state), (args.backbone_out or backbone_path(args.dst), backbone)]
-    for path, tensors in outputs:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({'state_dict': tensors, 'meta': meta}, path)
+    save_outputs([(path, {'state_dict': tensors, 'meta': meta}) for path, tensors in outputs])
     print(f'saved {outputs[0][0]} ({len(state)} tensors): load_from / tools/test.py with '
           f'configs/dsnet/dsnet_{report["arch"][0]}_in1k.py')
     print(f'saved {outputs[1][0]} ({len(backbone)} tensors, head dropped): det/seg '
@@ -270,4 +281,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main, 'dsnet_to_mmvit')

@@ -19,16 +19,27 @@ exactly these tensors. Anything else that does not match (another depth, another
 error that names the keys. The result loads strictly with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
 
+SRC may be a URL (torchvision's ``https://download.pytorch.org/models/resnet50-0676ba61.pth``,
+mmpretrain's model-zoo ``.pth``): it is downloaded into a cache folder first
+(``checkpoint_source.py``). Errors end the tool with one line and leave no output file.
+
 Usage:
     python tools/model_converters/resnet_to_botnet.py resnet50.pth botnet50_from_r50.pth \
         --arch 50 --img-size 1024 1024
 """
 import argparse
+import os
 import re
+import sys
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
 import torch
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # checkpoint_source.py (URL sources, atomic outputs) is shared by the converters
+    sys.path.insert(0, _HERE)
+from checkpoint_source import add_source_args, local_source, run_cli, save_outputs  # noqa: E402
 
 HEAD_KEYS = re.compile(r'^(fc|head)\.')
 LAYOUTS = ('a torchvision or timm ResNet state dict (conv1.weight, bn1.*, layer1.0.conv1.weight, ..., fc.*), or an '
@@ -116,24 +127,27 @@ def format_report(report: Dict[str, List[str]]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='ResNet checkpoint (torchvision, timm .pth/.bin/.safetensors, mmpretrain or mmdet)')
+    parser.add_argument('src', help='ResNet checkpoint (torchvision, timm .pth/.bin/.safetensors, mmpretrain or '
+                        'mmdet): a path or an http(s):// URL')
     parser.add_argument('dst', help='where to save the BoTNet checkpoint')
     parser.add_argument('--arch', default='50', help="BoTNet arch, e.g. 50, 101, s1-50 (default: 50)")
     parser.add_argument('--img-size', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
                         help='img_size of the target BoTNet (sizes the relative tables; default: 224 224)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the attention layers\' init')
+    add_source_args(parser)
     args = parser.parse_args()
 
     from mmvit_hybrid.models import BoTNet
     torch.manual_seed(args.seed)
     botnet = BoTNet(arch=args.arch, img_size=tuple(args.img_size))
     botnet.init_weights()
-    state, report = convert(load_source(args.src), botnet)
-    torch.save({'state_dict': state, 'meta': dict(
-        converted_from=args.src, botnet_arch=args.arch, img_size=list(args.img_size), report=report)}, args.dst)
+    with local_source(args.src, args.cache_dir, progress=not args.no_progress) as path:
+        state, report = convert(load_source(path), botnet)
+    save_outputs([(args.dst, {'state_dict': state, 'meta': dict(
+        converted_from=args.src, botnet_arch=args.arch, img_size=list(args.img_size), report=report)})])
     print(format_report(report))
     print(f'saved {args.dst}; load it with init_cfg=dict(type="Pretrained", checkpoint="{args.dst}")')
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main, 'resnet_to_botnet')

@@ -7,15 +7,27 @@ Both sources use the same names (timm ported the official model), so one table s
 detection/segmentation, load the result with ``init_cfg=dict(type='Pretrained',
 checkpoint=..., prefix='backbone.')``; the dense VOLO drops the classification part itself.
 
+SRC may be a URL (the sail-sg release ``https://github.com/sail-sg/volo/releases/download/volo_1/
+d1_224_84.2.pth.tar``, or a Hugging Face ``.../timm/volo_d1_224.sail_in1k/resolve/main/
+model.safetensors``): it is downloaded into a cache folder first (``checkpoint_source.py``). Errors
+end the tool with one line and leave no output file.
+
 Usage:
     python tools/model_converters/volo_to_mmvit.py SRC DST
 """
 import argparse
+import os
+import pickle
 import re
+import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # checkpoint_source.py (URL sources, atomic outputs) is shared by the converters
+    sys.path.insert(0, _HERE)
+from checkpoint_source import add_source_args, local_source, run_cli, save_outputs  # noqa: E402
 
 # (official/timm pattern, this package's key); \1, \2 ... refer to the pattern's groups
 _STEM = {0: 0, 3: 1, 6: 2}  # index in timm's patch_embed.conv Sequential -> ConvModule index (conv)
@@ -95,24 +107,28 @@ def load_source(path: str, trust: bool = False) -> dict:
         return load_file(path)
     try:
         return torch.load(path, map_location='cpu', weights_only=not trust)
-    except Exception as err:  # UnpicklingError for checkpoints that pickle training arguments
+    except pickle.UnpicklingError as err:  # weights_only refuses checkpoints that pickle training arguments
         if trust:
             raise
         raise RuntimeError(f'volo_to_mmvit: {path} holds more than tensors ({type(err).__name__}); if you '
                            'trust the file, rerun with --trust to unpickle it') from err
+    except Exception as err:  # not a torch file at all (e.g. a truncated zip archive)
+        raise ValueError(f'volo_to_mmvit: cannot read {path} as a torch checkpoint ({err}); expected an official '
+                         'sail-sg/volo .pth.tar or a timm volo_* .safetensors/.bin') from err
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official .pth.tar, timm .safetensors or .bin/.pth')
+    parser.add_argument('src', help='official .pth.tar, timm .safetensors or .bin/.pth: a path or an http(s):// URL')
     parser.add_argument('dst', help='output .pth (mmpretrain ImageClassifier keys)')
     parser.add_argument('--trust', action='store_true', help='unpickle a checkpoint that holds non-tensor objects')
+    add_source_args(parser)
     args = parser.parse_args()
-    state_dict = convert_volo(load_source(args.src, args.trust))
-    Path(args.dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'state_dict': state_dict, 'meta': {'converted_from': args.src}}, args.dst)
+    with local_source(args.src, args.cache_dir, progress=not args.no_progress) as path:
+        state_dict = convert_volo(load_source(path, args.trust))
+    save_outputs([(args.dst, {'state_dict': state_dict, 'meta': {'converted_from': args.src}})])
     print(f'converted {len(state_dict)} tensors: {args.src} -> {args.dst}')
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main, 'volo_to_mmvit')
