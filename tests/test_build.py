@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -237,21 +238,43 @@ def test_build_requirements_leave_torch_to_the_environment(tmp_path):
 
 # ------------------------------------------------------------------- the device script, dry run
 
+GPU_CHECK_STEPS = ('build', 'check_ops', 'op_tests', 'op_bench', 'amp_tests', 'models_bf16',
+                   'det_amp', 'seg_amp', 'syncbn', 'demo_data', 'train_amp')
+
+
 def test_gpu_check_dry_run(tmp_path):
     """tools/gpu_check.sh --dry-run runs every step of the GPU script on CPU at toy sizes and
-    ends with the table; a step that breaks fails here."""
+    ends with the table; a step that breaks fails here. The training steps of issue 25 run
+    through the same code as on the GPU: AmpOptimWrapper (CPU bf16 autocast) for Mask R-CNN and
+    UperNet beside Swin-T, a 1-process gloo group with DDP, and tools/train.py on the demo config."""
     out = subprocess.run(['bash', 'tools/gpu_check.sh', '--dry-run', '--out', str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, 'PYTHON': sys.executable, 'OMP_NUM_THREADS': '1'})
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     table = (tmp_path / 'gpu_check.md').read_text()
     assert table.strip().splitlines()[-1].startswith('|')  # ends with the table
-    for name in ('build', 'check_ops', 'op_tests', 'op_bench', 'amp_tests', 'models_bf16'):
-        assert f'| step {name} | exit 0' in table, name
+    for name in GPU_CHECK_STEPS:
+        assert re.search(rf'\| step {name} \| exit 0, \d+ s.* \| exit 0.* \| PASS \|', table), name
     assert 'passed, 0 failed' in table
     assert re.search(r'op tiny B1 bfloat16 fwd\+bwd \| fused [\d.]+ ms', table)
     assert re.search(r'volo_d1 32 B1 bf16 AMP fwd\+bwd \| ours', table)
     assert re.search(r'bot_attn 32 B1 bf16 AMP fwd\+bwd \| ours', table)
+    # Mask R-CNN / UperNet steps beside Swin-T, with the per-FLOP ratio and finite losses
+    for kind, size, what, rows in (('det', '64x96', 'Mask R-CNN', ('swin_t', 'dsnet_t')),
+                                   ('seg', '64x64', 'UperNet', ('swin_t',))):
+        for row in rows:
+            assert re.search(rf'\| {kind} {row} {size} B2 bf16 {what} step \| \d+ ms/step; \d+ GFLOPs; '
+                             rf'time/Swin-T [\d.]+x, FLOPs/Swin-T [\d.]+x, time per FLOP/Swin-T [\d.]+x; '
+                             rf'loss [\d.]+.* \| finite losses \| PASS \|', table), (kind, row)
+    assert re.search(r'\| SyncBN, 1-process gloo group \| dsnet_t UperNet 64x64 B2 bf16: \d+ SyncBN modules, '
+                     r'DDP train_step \d+ ms, losses [\d., ]+ vs plain BN [\d.]+ .*\| PASS \|', table)
+    assert re.search(r'\| tools/train.py demo config \| fp32, iteration 1/1, loss [\d.]+, bbox mAP [\d.]+, '
+                     r'segm mAP [\d.]+ \| .* \| PASS \|', table)
+    # a device call brings back 8 files at most: the table, the step list and one archive
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['gpu_check.md', 'gpu_check_logs.tar.gz', 'steps.tsv']
+    with tarfile.open(tmp_path / 'gpu_check_logs.tar.gz') as tar:
+        names = set(tar.getnames())
+    assert {f'{name}.log' for name in GPU_CHECK_STEPS} | {'det_amp.json', 'syncbn.json'} <= names
 
 
 # ------------------------------------------------------------------ the op tests with torch alone

@@ -12,12 +12,30 @@
 #      every backbone (tests/test_amp.py -k cuda) and VOLO-D1 and the BoT attention layer
 #      forward+backward under AMP against timm with identical weights
 #      (benchmarks/compare_reference.py); without the stack these rows say so;
-#   6. end with one table (benchmarks/gpu_report.py), also written to OUT/gpu_check.md.
+#   6. with the stack: one Mask R-CNN training step (800x1344, batch 2) and one UperNet step
+#      (512x512, batch 4) of every backbone beside mmdet's/mmseg's R50 and Swin-T, under bf16 and
+#      fp16 through mmengine's AmpOptimWrapper: time, peak memory, time per FLOP / Swin-T, finite
+#      losses (benchmarks/gpu_train_steps.py det / seg);
+#   7. SyncBN in a 1-process NCCL group (DDP + AMP, first loss against plain BN; gpu_train_steps.py
+#      syncbn) and `tools/train.py --amp` on the demo config for one short epoch (40 synthetic
+#      images, 10 iterations, then its validation: the real CLI path with mmcv's box ops under
+#      autocast);
+#   8. end with one table (benchmarks/gpu_report.py), also written to OUT/gpu_check.md; every
+#      other output is packed into OUT/gpu_check_logs.tar.gz (a call brings back 8 files at most).
+#
+# The OpenMMLab stack comes from the GPU kit (tools/build_gpu_kit.sh; ${GPU_KIT:-work_dirs/gpu_kit},
+# carried with the call): when mmcv.ops does not import, step `kit` installs its wheels with
+# --no-index --no-deps into a side folder on PYTHONPATH (the machine's own torch stays), and its
+# setuptools<81 only where the machine's setuptools lacks pkg_resources (mmengine's config loader).
+# Every step's time limit is cut to what is left of GPU_CHECK_BUDGET seconds (default 450) so the
+# call ends with its table; a step with no time left is listed as not run.
 #
 # Usage:
 #   bash tools/gpu_check.sh [--out DIR]      # on the GPU machine (DIR defaults to $OUT, else
 #                                            # work_dirs/gpu_check)
-#   bash tools/gpu_check.sh --dry-run        # the same steps on CPU at toy sizes, no build
+#   bash tools/gpu_check.sh --dry-run        # the same steps on CPU at toy sizes, no build, the
+#                                            # CPU venv's stack in place of the kit, gloo for
+#                                            # NCCL, CPU bf16 autocast, train.py in fp32
 #                                            # (tests/test_build.py runs this)
 # PYTHON selects the interpreter (default: .venv/bin/python if present, else python3).
 # A machine without pytest/setuptools/ninja (the lent GPU machine has no package index) gets them
@@ -47,10 +65,15 @@ STEPS=$OUTDIR/steps.tsv
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # torch-only machines: no editable install
 log() { echo "[gpu_check] $(date +%H:%M:%S) $*"; }
 
-# step NAME TIMEOUT_S CMD...: run, keep the log, record status and seconds; never abort the script
+BUDGET=${GPU_CHECK_BUDGET:-450}
+# step NAME TIMEOUT_S CMD...: run, keep the log, record status and seconds; never abort the script.
+# The limit is cut to what is left of BUDGET; with under 10 s left the step is not run.
 step() {
   local name=$1 limit=$2; shift 2
-  log "$name: $*"
+  local left=$((BUDGET - SECONDS))
+  if [ "$left" -lt 10 ]; then skip "$name" "the ${BUDGET} s budget was spent"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  log "$name (limit $limit s): $*"
   local t0=$SECONDS rc
   timeout "$limit" "$@" > "$OUTDIR/$name.log" 2>&1
   rc=$?
@@ -68,7 +91,8 @@ log "mode: $([ $DRY = 1 ] && echo 'dry run (CPU, toy sizes)' || echo 'GPU'), pyt
 # torch/GPU line on stderr, then shell assignments CUDA, MISSING, MMCV_OPS and STACK_ERR
 CUDA=0 MMCV_OPS=0 MISSING=()
 unset STACK_ERR
-eval "$("$PY" - <<'EOF'
+probe() {
+  eval "$("$PY" - <<'EOF'
 import contextlib, importlib, shlex, sys
 import torch
 cuda = torch.cuda.is_available()
@@ -91,8 +115,11 @@ print(f'CUDA={int(cuda)}')
 print(f'MISSING=({shlex.join(m for m in ("pytest", "setuptools", "ninja") if error(m))})')
 print(f'MMCV_OPS={int(not error("mmcv.ops"))}')
 print(f'STACK_ERR={shlex.quote(error("mmvit_hybrid.models", "timm"))}')
+print(f'PKG_RESOURCES={int(not error("pkg_resources"))}')
 EOF
 )"
+}
+probe
 if [ $DRY = 0 ]; then
   [ "$CUDA" = 1 ] ||
     { echo "[gpu_check] no CUDA device visible; use --dry-run on CPU machines" >&2; exit 2; }
@@ -112,6 +139,22 @@ if [ ${#MISSING[@]} -gt 0 ]; then
   else
     log "missing ${MISSING[*]} and no wheel folder $WHEELS: the steps that need them will fail"
   fi
+fi
+
+# 0b. the OpenMMLab stack from the kit (the GPU machine has none of it)
+KIT=${GPU_KIT:-work_dirs/gpu_kit}
+if [ "$MMCV_OPS" = 0 ] && ls "$KIT"/*.whl > /dev/null 2>&1; then
+  SITE=${TMPDIR:-/tmp}/mmvit_gpu_kit_site
+  rm -rf "$SITE"
+  KIT_WHEELS=("$KIT"/*.whl)
+  [ "${PKG_RESOURCES:-0}" = 1 ] || KIT_WHEELS+=("$KIT"/extra/setuptools-*.whl)
+  step kit 180 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+      --target "$SITE" "${KIT_WHEELS[@]}"
+  export PYTHONPATH=$PYTHONPATH:$SITE
+  probe  # again, with the stack
+  [ "$MMCV_OPS" = 1 ] || log "kit installed but mmcv.ops still does not import: ${STACK_ERR-}"
+elif [ "$MMCV_OPS" = 0 ]; then
+  log "mmcv.ops does not import and there is no kit in $KIT (tools/build_gpu_kit.sh makes it)"
 fi
 
 # 1. build
@@ -164,6 +207,49 @@ else
   skip models_bf16 "$REASON"
 fi
 
-# 6. the table
+# 6.-7. training steps under AmpOptimWrapper, SyncBN in a process group, train.py --amp
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mmvit_gpu_check.XXXXXX")
+if [ -z "${STACK_ERR-unknown}" ]; then
+  DEMO_DATA=$WORK/demo_coco
+  DEMO_OPTS=(train_cfg.max_epochs=1 train_cfg.val_interval=1 default_hooks.logger.interval=5
+             train_dataloader.dataset.data_root=$DEMO_DATA/ val_dataloader.dataset.data_root=$DEMO_DATA/
+             test_dataloader.dataset.data_root=$DEMO_DATA/
+             val_evaluator.ann_file=$DEMO_DATA/annotations/instances_val.json
+             test_evaluator.ann_file=$DEMO_DATA/annotations/instances_val.json)
+  if [ $DRY = 0 ]; then
+    step det_amp 240 "$PY" benchmarks/gpu_train_steps.py det --amp bf16 fp16 --json "$OUTDIR/det_amp.json"
+    step seg_amp 180 "$PY" benchmarks/gpu_train_steps.py seg --amp bf16 fp16 --json "$OUTDIR/seg_amp.json"
+    step syncbn 120 "$PY" benchmarks/gpu_train_steps.py syncbn --amp bf16 --json "$OUTDIR/syncbn.json"
+    step demo_data 60 "$PY" tools/misc/make_demo_coco.py --out "$DEMO_DATA" --num-train 40 --num-val 8
+    step train_amp 180 "$PY" tools/train.py configs/demo/mask_rcnn_dsnet_t_demo.py --amp \
+        --work-dir "$WORK/demo" --cfg-options "${DEMO_OPTS[@]}"
+  else
+    # toy sizes; CPU bf16 autocast through the same AmpOptimWrapper, gloo for NCCL; train.py in
+    # fp32 (its --amp needs CUDA: mmvit_hybrid.engine.check_amp_available)
+    TOY=(--device cpu --threads 1 --amp bf16 --iters 1)
+    step det_amp 120 "$PY" benchmarks/gpu_train_steps.py det "${TOY[@]}" --rows swin_t dsnet_t \
+        --size 64 96 --cfg-options model.train_cfg.rpn_proposal.max_per_img=64 \
+        model.train_cfg.rcnn.sampler.num=16 --json "$OUTDIR/det_amp.json"
+    # (the syncbn step builds and steps this package's UperNet; here mmseg's Swin-T alone)
+    step seg_amp 120 "$PY" benchmarks/gpu_train_steps.py seg "${TOY[@]}" --rows swin_t \
+        --size 64 64 --batch 2 --json "$OUTDIR/seg_amp.json"
+    step syncbn 120 "$PY" benchmarks/gpu_train_steps.py syncbn "${TOY[@]}" --size 64 64 --batch 2 \
+        --json "$OUTDIR/syncbn.json"
+    step demo_data 60 "$PY" tools/misc/make_demo_coco.py --out "$DEMO_DATA" --num-train 4 --num-val 2 \
+        --img-size 64
+    step train_amp 120 "$PY" tools/train.py configs/demo/mask_rcnn_dsnet_t_demo.py \
+        --work-dir "$WORK/demo" --cfg-options "${DEMO_OPTS[@]}"
+  fi
+else
+  REASON="the OpenMMLab stack or timm is not importable here (${STACK_ERR-the probe failed})"
+  for name in det_amp seg_amp syncbn demo_data train_amp; do skip "$name" "$REASON"; done
+fi
+rm -rf "$WORK"
+
+# 8. the table; everything else into one archive (a device call brings back 8 files at most)
 "$PY" benchmarks/gpu_report.py "$OUTDIR" $([ $DRY = 1 ] && echo --dry-run) | tee "$OUTDIR/gpu_check.md"
-exit "${PIPESTATUS[0]}"
+RC=${PIPESTATUS[0]}
+(cd "$OUTDIR" && find . -maxdepth 1 -type f ! -name gpu_check.md ! -name steps.tsv ! -name gpu_check_logs.tar.gz \
+   -printf '%P\n' | tar czf gpu_check_logs.tar.gz --remove-files -T -)
+log "whole script: ${SECONDS} s; table: $OUTDIR/gpu_check.md, logs: $OUTDIR/gpu_check_logs.tar.gz"
+exit "$RC"
