@@ -44,11 +44,11 @@ ZOO_ROWS = [('dsnet_t_in1k', (224, 224)), ('upernet_dsnet_t_ade20k', (512, 512))
 @pytest.mark.parametrize('name, shape', ZOO_ROWS)
 def test_measured_columns_reproduce(models, name, shape):
     """The index's numbers are model_zoo.py's count (meta device) at the row's input size, and the
-    README table shows the same row."""
+    table of docs/model_zoo.md shows the same row."""
     model_zoo, get_flops = load_tool('tools/misc/model_zoo.py'), load_tool('tools/analysis_tools/get_flops.py')
     params, macs = model_zoo.count(get_flops, osp.join(ROOT, models[name].config), shape)
     assert (models[name].metadata.parameters, models[name].metadata.flops) == (params, macs)
-    with open(osp.join(ROOT, 'README.md')) as f:
+    with open(osp.join(ROOT, 'docs', 'model_zoo.md')) as f:
         row = next(line for line in f if f'/{name}.py`' in line)
     assert f"| {params / 1e6:.2f} | {macs / 1e9:.1f} |" in row, row
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Measure every config's model and write the model zoo: ``configs/<folder>/metafile.yml``,
-``model-index.yml`` (for ``mim``) and the model-zoo table of README.md.
+``model-index.yml`` (for ``mim``) and the model-zoo table of docs/model_zoo.md.
 
 Parameters and FLOPs come from ``tools/analysis_tools/get_flops.py`` (whole model, ``mode='tensor'``,
 pretrained loading stripped) at the task's input size: COCO 800x1280 (1024x1024 for the
@@ -10,7 +10,7 @@ copied from ``PAPER`` below with their source; nothing here was trained.
 
 Usage::
 
-    python tools/misc/model_zoo.py            # measure, write metafiles, model-index.yml, README table
+    python tools/misc/model_zoo.py            # measure, write metafiles, model-index.yml, docs/model_zoo.md table
     python tools/misc/model_zoo.py --check    # measure and fail if any written file would change
 """
 import argparse
@@ -35,6 +35,7 @@ FOLDERS = OrderedDict(
                 url='https://arxiv.org/abs/2101.11605'),
 )
 README_START, README_END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
+TABLE_DOC = 'docs/model_zoo.md'  # the file holding the table between those markers
 
 # Published numbers, config stem -> text, with the source (../shared/research/papers.md).
 PAPER = {
@@ -176,13 +177,13 @@ def main():
         sys.exit(f'model_zoo: PAPER names configs that do not exist: {sorted(unknown)}')
     rows = measure(load_get_flops())
     files = metafiles(rows)
-    readme_path = osp.join(ROOT, 'README.md')
+    readme_path = osp.join(ROOT, TABLE_DOC)
     readme = open(readme_path).read()
     if README_START not in readme or README_END not in readme:
-        sys.exit(f'model_zoo: README.md needs the markers {README_START} and {README_END}')
+        sys.exit(f'model_zoo: {TABLE_DOC} needs the markers {README_START} and {README_END}')
     before, rest = readme.split(README_START, 1)
     after = rest.split(README_END, 1)[1]
-    files['README.md'] = before + readme_table(rows) + after
+    files[TABLE_DOC] = before + readme_table(rows) + after
     changed = []
     for rel, text in files.items():
         path = osp.join(ROOT, rel)
