@@ -29,8 +29,8 @@ import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SITE = sysconfig.get_paths()['purelib']  # the project's venv (the stack)
-NOT_COPIED = ('.venv', '.git', 'build', 'dist', 'work_dirs', 'data', 'checkpoints', '__pycache__',
-              '.pytest_cache', '*.egg-info', '*.so')
+NOT_COPIED = ('.venv', '.git', 'build', 'dist', 'work_dirs', 'data', 'checkpoints', 'outputs', '__pycache__',
+              '.pytest_cache', '*.egg-info', '*.so', '*.pth', '*.onnx')
 
 
 def run(cmd, cwd, env=None, timeout=300):
