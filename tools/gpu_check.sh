@@ -28,7 +28,9 @@
 # --no-index --no-deps into a side folder on PYTHONPATH (the machine's own torch stays), and its
 # setuptools<81 only where the machine's setuptools lacks pkg_resources (mmengine's config loader).
 # Every step's time limit is cut to what is left of GPU_CHECK_BUDGET seconds (default 450) so the
-# call ends with its table; a step with no time left is listed as not run.
+# call ends with its table; a step with no time left is listed as not run. GPU_CHECK_ONLY="det_amp
+# train_amp ..." runs only those steps (plus tools, kit and build, which the others need): a second
+# try that redoes what the first did not finish.
 #
 # Usage:
 #   bash tools/gpu_check.sh [--out DIR]      # on the GPU machine (DIR defaults to $OUT, else
@@ -71,6 +73,9 @@ BUDGET=${GPU_CHECK_BUDGET:-450}
 step() {
   local name=$1 limit=$2; shift 2
   local left=$((BUDGET - SECONDS))
+  if [ -n "${GPU_CHECK_ONLY:-}" ] && [[ " $GPU_CHECK_ONLY tools kit build " != *" $name "* ]]; then
+    skip "$name" "not in GPU_CHECK_ONLY"; return
+  fi
   if [ "$left" -lt 10 ]; then skip "$name" "the ${BUDGET} s budget was spent"; return; fi
   [ "$limit" -gt "$left" ] && limit=$left
   log "$name (limit $limit s): $*"
