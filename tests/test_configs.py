@@ -42,12 +42,14 @@ TRAINED = [
     'configs/dmformer/mask_rcnn_dmformer_s_coco.py',
     'configs/dmformer/upernet_dmformer_s_cityscapes.py',
     'configs/dsnet/dsnet_t_in1k.py',
+    'configs/dsnet/mask_rcnn_dsnet_t_coco.py',
     'configs/dsnet/mask_rcnn_dsnet_t_dsfpn_coco.py',
     'configs/dsnet/retinanet_dsnet_s_coco.py',
     'configs/dsnet/retinanet_dsnet_s_dsfpn_coco.py',
     'configs/dsnet/upernet_dsnet_t_cityscapes.py',
     'configs/volo/mask_rcnn_volo_d1_coco.py',
     'configs/volo/upernet_volo_d1_cityscapes.py',
+    'configs/volo/volo_d1_384_in1k.py',
     'configs/volo/volo_d1_in1k.py',
 ]
 # besides numbers, configs differing only in the backbone's arch name or in the inference settings

@@ -25,7 +25,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # importing the package registers the modules and the torch>=2.6 checkpoint loader
-from mmvit_hybrid.engine import (check_amp_available, check_annotation_files,
+from mmvit_hybrid.engine import (check_amp_available, check_annotation_files, check_pretrained_files,
                                  enable_reliability_hooks, init_cpu_distributed)
 from mmvit_hybrid.utils import check_dataset_paths
 
@@ -106,6 +106,13 @@ def main():
         cfg.load_from = args.resume
 
     check_amp_available(cfg)
+    # a missing Pretrained checkpoint: one line naming the file and the command that makes it, before
+    # the datasets are built; PretrainedCheckHook checks the built model again and logs a warning
+    # when the backbone trains from scratch
+    check_pretrained_files(cfg)
+    custom_hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(isinstance(h, dict) and h.get('type') == 'PretrainedCheckHook' for h in custom_hooks):
+        cfg.custom_hooks = custom_hooks + [dict(type='PretrainedCheckHook')]
     check_dataset_paths(cfg, ('train_dataloader', 'val_dataloader'))
     # corrupt, truncated or empty annotation files: a clear error before the datasets are built
     check_annotation_files(cfg, ('train_dataloader', 'val_dataloader'))

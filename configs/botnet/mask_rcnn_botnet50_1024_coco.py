@@ -40,3 +40,6 @@ test_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# no weight decay on the relative-position tables, as in botnet50_in1k.py: position embeddings,
+# which mmdet's and mmseg's Swin configs keep out of weight decay ('relative_position_bias_table')
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'rel_pos_': dict(decay_mult=0.)}))

@@ -13,3 +13,6 @@ _base_ = [
 model = dict(backbone=dict(
     img_size=(800, 1344),
     init_cfg=dict(checkpoint='checkpoints/botnet50_from_resnet50_800x1344.pth')))
+# no weight decay on the relative-position tables, as in botnet50_in1k.py: position embeddings,
+# which mmdet's and mmseg's Swin configs keep out of weight decay ('relative_position_bias_table')
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'rel_pos_': dict(decay_mult=0.)}))

@@ -22,3 +22,7 @@ model = dict(
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+# no weight decay on the relative-position tables, as in botnet50_in1k.py: position embeddings,
+# which mmdet's and mmseg's Swin configs keep out of weight decay ('relative_position_bias_table')
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'rel_pos_': dict(decay_mult=0.)}))
+auto_scale_lr = dict(enable=False, base_batch_size=16)  # 8 GPUs x 2 images (--auto-scale-lr)

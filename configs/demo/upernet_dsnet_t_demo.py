@@ -39,7 +39,9 @@ max_iters = 800  # the scheduler's end, val and checkpoint intervals follow: cha
 img_size = 64  # the generator's default --img-size
 model = dict(
     data_preprocessor=dict(size=(img_size, img_size)),  # pads a batch to this size (no-op here)
-    backbone=dict(arch='tiny', drop_path_rate=0., norm_cfg=norm_cfg),  # init_cfg=None: random init
+    # random initialisation (the base config loads ImageNet weights), no network and no weight file;
+    # the reference's attention dropout 0.1, the setting of the measured demo runs
+    backbone=dict(arch='tiny', drop_path_rate=0., attn_drop_rate=0.1, norm_cfg=norm_cfg, init_cfg=None),
     decode_head=dict(channels=64, pool_scales=(1, 2), num_classes=num_classes, norm_cfg=norm_cfg),
     auxiliary_head=dict(channels=32, num_classes=num_classes, norm_cfg=norm_cfg))
 
@@ -99,6 +101,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=100, end=max_iters, by_epoch=False),
 ]
+auto_scale_lr = dict(enable=False, base_batch_size=8)  # one process x 8 images (--auto-scale-lr)
 
 # ------------------------------------------------------------------ runtime
 default_hooks = dict(

@@ -18,3 +18,4 @@ param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0., begin=0, end=40000
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+auto_scale_lr = dict(enable=False, base_batch_size=16)  # 8 GPUs x 2 images (--auto-scale-lr)

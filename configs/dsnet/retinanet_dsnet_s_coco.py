@@ -1,7 +1,6 @@
 # RetinaNet, DS-Net-S, FPN, COCO 2017, 1x, AdamW.
-# Backbone init_cfg=None (from scratch). ImageNet weights: checkpoints/dsnet_s_in1k_backbone.pth from
+# Backbone weights (init_cfg): checkpoints/dsnet_s_in1k_backbone.pth, written by
 #   python tools/model_converters/dsnet_to_mmvit.py DSNet_small_pretrained.pdparams checkpoints/dsnet_s_in1k.pth
-# then model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=THAT, prefix='backbone.')))
 _base_ = [
     '../_base_/models/retinanet_dsnet_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',

@@ -1,6 +1,5 @@
 # UperNet, DS-Net-B, ADE20K: upernet_dsnet_t_ade20k.py with the base arch (same stage widths).
-# Backbone init_cfg=None (from scratch). ImageNet weights: checkpoints/dsnet_b_in1k_backbone.pth from
+# Backbone weights (init_cfg): checkpoints/dsnet_b_in1k_backbone.pth, written by
 #   python tools/model_converters/dsnet_to_mmvit.py DSNet_base_pretrained.pdparams checkpoints/dsnet_b_in1k.pth
-# then model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=THAT, prefix='backbone.')))
 _base_ = './upernet_dsnet_t_ade20k.py'
-model = dict(backbone=dict(arch='base', drop_path_rate=0.3))
+model = dict(backbone=dict(arch='base', drop_path_rate=0.3, init_cfg=dict(checkpoint='checkpoints/dsnet_b_in1k_backbone.pth')))

@@ -2,9 +2,8 @@
 # UperNet recipe (AdamW lr 6e-5, weight decay 0.01, 1500 warm-up iterations, linear "poly" decay):
 # see ../_base_/schedules/upernet_adamw_160k.py. The DS-Net paper gives no segmentation recipe;
 # this one and the drop-path rates (T 0.1, S 0.2, B 0.3) are our choice, not the paper's.
-# Backbone init_cfg=None (from scratch). ImageNet weights: checkpoints/dsnet_t_in1k_backbone.pth from
+# Backbone weights (init_cfg): checkpoints/dsnet_t_in1k_backbone.pth, written by
 #   python tools/model_converters/dsnet_to_mmvit.py DSNet_tiny_pretrained.pdparams checkpoints/dsnet_t_in1k.pth
-# then model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=THAT, prefix='backbone.')))
 _base_ = [
     '../_base_/models/upernet_dsnet.py',
     'mmseg::_base_/datasets/ade20k.py',

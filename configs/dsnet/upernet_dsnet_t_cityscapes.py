@@ -1,9 +1,8 @@
 # UperNet, DS-Net-T, Cityscapes, 512x1024 crops, 80k iterations, 8 GPUs x 2 images: the ADE20K recipe
 # over 80k iterations (../_base_/schedules/upernet_adamw_80k.py); sliding-window test with 512x1024
 # windows at stride 341x682 (mmseg's Cityscapes setting). Recipe and drop-path rates are our choice.
-# Backbone init_cfg=None (from scratch). ImageNet weights: checkpoints/dsnet_t_in1k_backbone.pth from
+# Backbone weights (init_cfg): checkpoints/dsnet_t_in1k_backbone.pth, written by
 #   python tools/model_converters/dsnet_to_mmvit.py DSNet_tiny_pretrained.pdparams checkpoints/dsnet_t_in1k.pth
-# then model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=THAT, prefix='backbone.')))
 _base_ = [
     '../_base_/models/upernet_dsnet.py',
     'mmseg::_base_/datasets/cityscapes.py',

@@ -2,9 +2,8 @@
 # UperNet (54.3 mIoU for its best model) but released no segmentation recipe; this is Swin's
 # UperNet recipe: AdamW lr 6e-5, weight decay 0.01 (not on norms, biases, the position
 # embedding), 1500 linear warmup iterations, then linear decay.
-# Backbone init_cfg=None (from scratch). ImageNet weights: checkpoints/volo_d1_in1k.pth from
+# Backbone weights (init_cfg): checkpoints/volo_d1_in1k.pth, written by
 #   python tools/model_converters/volo_to_mmvit.py d1_224_84.2.pth.tar checkpoints/volo_d1_in1k.pth
-# then model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=THAT, prefix='backbone.')))
 _base_ = [
     '../_base_/models/upernet_volo.py',
     'mmseg::_base_/datasets/ade20k.py',

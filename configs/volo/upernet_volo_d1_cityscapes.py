@@ -2,9 +2,8 @@
 # recipe over 80k iterations, and sliding-window testing with 512x1024 windows as the paper did
 # (84.3 mIoU for its best model, sail-sg/volo#4). The position embedding is interpolated to each
 # window's 32x64 grid.
-# Backbone init_cfg=None (from scratch). ImageNet weights: checkpoints/volo_d1_in1k.pth from
+# Backbone weights (init_cfg): checkpoints/volo_d1_in1k.pth, written by
 #   python tools/model_converters/volo_to_mmvit.py d1_224_84.2.pth.tar checkpoints/volo_d1_in1k.pth
-# then model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=THAT, prefix='backbone.')))
 _base_ = [
     '../_base_/models/upernet_volo.py',
     'mmseg::_base_/datasets/cityscapes.py',

@@ -3,7 +3,10 @@
 _base_ = './volo_d1_384_in1k.py'
 
 img_size = 448
-model = dict(backbone=dict(arch='d3', img_size=img_size, drop_path_rate=0.5), head=dict(in_channels=512))
+init_checkpoint = 'checkpoints/volo_d3_in1k.pth'  # volo_to_mmvit.py d3_224_85.4.pth.tar checkpoints/volo_d3_in1k.pth
+model = dict(
+    backbone=dict(arch='d3', img_size=img_size, drop_path_rate=0.5, init_cfg=dict(checkpoint=init_checkpoint)),
+    head=dict(in_channels=512, init_cfg=dict(checkpoint=init_checkpoint)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),

@@ -12,6 +12,7 @@ Usage::
 
     python tools/misc/model_zoo.py            # measure, write metafiles, model-index.yml, docs/model_zoo.md table
     python tools/misc/model_zoo.py --check    # measure and fail if any written file would change
+    python tools/misc/model_zoo.py --reuse-counts --skip-readme  # metafiles only, counts as written
 """
 import argparse
 import glob
@@ -37,20 +38,68 @@ FOLDERS = OrderedDict(
 README_START, README_END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
 TABLE_DOC = 'docs/model_zoo.md'  # the file holding the table between those markers
 
-# Published numbers, config stem -> text, with the source (../shared/research/papers.md).
+# Published numbers, config stem -> text of the README's "paper" column: what the number is, whose
+# it is, and whether the config can reach it (sources: ../shared/research/papers.md; sail-sg/volo
+# README and issue 8; PaddleClas DSNet.md). Nothing here was trained.
+_VOLO_TL = ('with NFNet-F6 token labels, which this config does not have; without them the maintainer reports '
+            'D1 83.8 and 0.0-0.4 less for larger models, sail-sg/volo#8')
+_VOLO_FT = 'fine-tuned with token labels, which this config does not have'
 PAPER = {
-    'dsnet_t_in1k': 'top-1 79.0 (paper)', 'dsnet_s_in1k': 'top-1 82.3 (paper)',
-    'dsnet_b_in1k': 'top-1 83.1 (paper)',
-    'mask_rcnn_dsnet_s_coco': 'box/mask AP +6.4/+5.5 over R50 (paper abstract)',
-    'volo_d1_in1k': 'top-1 84.2 (paper)', 'volo_d2_in1k': 'top-1 85.2 (paper)',
-    'volo_d3_in1k': 'top-1 85.4 (paper)', 'volo_d4_in1k': 'top-1 85.7 (paper)',
-    'volo_d5_in1k': 'top-1 86.1 (paper)', 'volo_d1_384_in1k': 'top-1 85.2 (paper)',
-    'volo_d2_384_in1k': 'top-1 86.0 (paper)', 'volo_d3_448_in1k': 'top-1 86.3 (paper)',
-    'volo_d4_448_in1k': 'top-1 86.8 (paper)', 'volo_d5_448_in1k': 'top-1 87.0 (paper)',
-    'volo_d5_512_in1k': 'top-1 87.1 (paper)',
-    'upernet_volo_d5_ade20k': 'mIoU 54.3, best VOLO (paper; variant not stated)',
-    'upernet_volo_d5_cityscapes': 'mIoU 84.3, best VOLO (paper; variant not stated)',
+    'dsnet_t_in1k': 'top-1 79.0 (paper; the converted PaddleClas weights: 79.2 in PaddleClas)',
+    'dsnet_s_in1k': 'top-1 82.3 (paper; the converted PaddleClas weights: 82.0 in PaddleClas)',
+    'dsnet_b_in1k': 'top-1 83.1 (paper; no such weights are public: the only DS-Net-B weights score 81.8 in '
+                    'PaddleClas)',
+    'mask_rcnn_dsnet_s_coco': 'DS-Net-S +6.4/+5.5 mAP over ResNet-50 (paper abstract; detector, schedule and '
+                              'baseline not named: no target for this config)',
+    'volo_d1_in1k': f'top-1 84.2 (paper, {_VOLO_TL})', 'volo_d2_in1k': f'top-1 85.2 (paper, {_VOLO_TL})',
+    'volo_d3_in1k': f'top-1 85.4 (paper, {_VOLO_TL})', 'volo_d4_in1k': f'top-1 85.7 (paper, {_VOLO_TL})',
+    'volo_d5_in1k': f'top-1 86.1 (paper, {_VOLO_TL})',
+    'volo_d1_384_in1k': f'top-1 85.2 (paper, {_VOLO_FT})', 'volo_d2_384_in1k': f'top-1 86.0 (paper, {_VOLO_FT})',
+    'volo_d3_448_in1k': f'top-1 86.3 (paper, {_VOLO_FT})', 'volo_d4_448_in1k': f'top-1 86.8 (paper, {_VOLO_FT})',
+    'volo_d5_448_in1k': f'top-1 87.0 (paper, {_VOLO_FT})', 'volo_d5_512_in1k': f'top-1 87.1 (paper, {_VOLO_FT})',
+    'upernet_volo_d5_ade20k': 'mIoU 54.3, best VOLO with UperNet (paper abstract; variant and test mode not '
+                              'named: no config here is its reproduction)',
+    'upernet_volo_d5_cityscapes': 'mIoU 84.3, best VOLO with UperNet (paper abstract; variant not named: no '
+                                  'config here is its reproduction)',
 }
+# The papers' numbers for exactly the model of a config, for the metafiles' Results (metric names say
+# "(paper)"); the caveats are in PAPER.
+PAPER_TOP1 = {'dsnet_t_in1k': 79.0, 'dsnet_s_in1k': 82.3, 'dsnet_b_in1k': 83.1, 'volo_d1_in1k': 84.2,
+              'volo_d2_in1k': 85.2, 'volo_d3_in1k': 85.4, 'volo_d4_in1k': 85.7, 'volo_d5_in1k': 86.1,
+              'volo_d1_384_in1k': 85.2, 'volo_d2_384_in1k': 86.0, 'volo_d3_448_in1k': 86.3,
+              'volo_d4_448_in1k': 86.8, 'volo_d5_448_in1k': 87.0, 'volo_d5_512_in1k': 87.1}
+# Published weights of a config's own model (they convert into a checkpoint that tools/test.py
+# evaluates with the config), with the code they come from (mmpretrain's 'Converted From').
+_PADDLE = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_{}_pretrained.pdparams'
+_VOLO = 'https://github.com/sail-sg/volo/releases/download/volo_1/{}'
+CONVERTED_FROM = {
+    **{f'dsnet_{a[0]}_in1k': dict(
+        Weights=_PADDLE.format(a), Code='https://github.com/PaddlePaddle/PaddleClas',
+        Command=f'python tools/model_converters/dsnet_to_mmvit.py {_PADDLE.format(a)} checkpoints/dsnet_{a[0]}_in1k.pth')
+       for a in ('tiny', 'small', 'base')},
+    **{stem: dict(Weights=_VOLO.format(f), Code='https://github.com/sail-sg/volo',
+                  Command=f'python tools/model_converters/volo_to_mmvit.py {_VOLO.format(f)} checkpoints/{stem}.pth')
+       for stem, f in [('volo_d1_in1k', 'd1_224_84.2.pth.tar'), ('volo_d2_in1k', 'd2_224_85.2.pth.tar'),
+                       ('volo_d3_in1k', 'd3_224_85.4.pth.tar'), ('volo_d4_in1k', 'd4_224_85.7.pth.tar'),
+                       ('volo_d5_in1k', 'd5_224_86.10.pth.tar'), ('volo_d1_384_in1k', 'd1_384_85.2.pth.tar'),
+                       ('volo_d2_384_in1k', 'd2_384_86.0.pth.tar'), ('volo_d3_448_in1k', 'd3_448_86.3.pth.tar'),
+                       ('volo_d4_448_in1k', 'd4_448_86.79.pth.tar'), ('volo_d5_448_in1k', 'd5_448_87.0.pth.tar'),
+                       ('volo_d5_512_in1k', 'd5_512_87.07.pth.tar')]},
+}
+
+
+def pretrained_backbone(cfg):
+    """The metafile's 'Pretrained Backbone' of a config that starts from converted weights: the file
+    its init_cfg names, the published weights (None for DMFormer: this package's own ImageNet run)
+    and the command that makes the file."""
+    from mmvit_hybrid.engine.hooks.pretrained_check_hook import pretrained_source
+    init = cfg.model.backbone.get('init_cfg')
+    if not (isinstance(init, dict) and init.get('type') == 'Pretrained'):
+        return None
+    source = pretrained_source(init['checkpoint'])
+    command = source['command'] if source else None
+    url = next((w for w in (command or '').split() if w.startswith('https://')), None)
+    return OrderedDict(Checkpoint=init['checkpoint'], Weights=url, Command=command)
 
 
 def load_get_flops():
@@ -93,7 +142,20 @@ def count(gf, path: str, shape: tuple) -> tuple:
     return count_params(module), count_flops(module, inputs=x, forward=forward) // 2
 
 
-def measure(get_flops_module):
+def written_counts() -> dict:
+    """{config stem: (params, MACs)} of the metafiles as they are now."""
+    counts = {}
+    for folder in FOLDERS:
+        path = osp.join(ROOT, 'configs', folder, 'metafile.yml')
+        if osp.isfile(path):
+            with open(path) as f:
+                for m in yaml.safe_load(f)['Models']:
+                    counts[m['Name']] = (m['Metadata']['Parameters'], m['Metadata']['FLOPs'])
+    return counts
+
+
+def measure(get_flops_module, reuse=None):
+    """One row per config; ``reuse`` ({stem: (params, MACs)}) skips the count of those configs."""
     from mmengine.config import Config
     rows, cache = [], {}
     for folder in FOLDERS:
@@ -103,12 +165,15 @@ def measure(get_flops_module):
             cfg = Config.fromfile(path)
             task, dataset, shape = task_of(stem, cfg)
             key = (json.dumps(cfg._cfg_dict.to_dict()['model'], sort_keys=True, default=str), shape)
-            if key not in cache:
+            if reuse and stem in reuse:
+                cache[key] = reuse[stem]
+            elif key not in cache:
                 cache[key] = count(get_flops_module, path, shape)
             params, macs = cache[key]
             rows.append(dict(folder=folder, stem=stem, config=osp.relpath(path, ROOT), task=task,
                              dataset=dataset, shape=shape, params=params, macs=macs,
-                             backbone=cfg.model.backbone.type, arch=str(cfg.model.backbone.get('arch', ''))))
+                             backbone=cfg.model.backbone.type, arch=str(cfg.model.backbone.get('arch', '')),
+                             pretrained=pretrained_backbone(cfg)))
             print(f'[{folder} {i + 1}/{len(paths)}] {stem}: {params / 1e6:.2f}M params, '
                   f'{macs / 1e9:.2f} GMACs at {shape[0]}x{shape[1]}', flush=True)
     return rows
@@ -129,7 +194,16 @@ def metafiles(rows):
                     'Input Size': f"{r['shape'][0]}x{r['shape'][1]}",
                     'Backbone': f"{r['backbone']} {r['arch']}".strip(),
                 }),
-                Results=None, Weights=None))
+                Results=([OrderedDict(Task=r['task'], Dataset=r['dataset'],
+                                      Metrics={'Top 1 Accuracy (paper)': PAPER_TOP1[r['stem']]})]
+                         if r['stem'] in PAPER_TOP1 else None),
+                Weights=None))
+            if r['stem'] in PAPER:
+                models[-1]['Paper Results'] = PAPER[r['stem']]
+            if r['stem'] in CONVERTED_FROM:
+                models[-1]['Converted From'] = OrderedDict(CONVERTED_FROM[r['stem']])
+            if r.get('pretrained'):
+                models[-1]['Pretrained Backbone'] = r['pretrained']
         doc = OrderedDict(
             Collections=[OrderedDict(Name=info['collection'], Metadata=OrderedDict(Architecture=[info['collection']]),
                                      Paper=OrderedDict(Title=info['paper'], URL=info['url']),
@@ -149,7 +223,10 @@ def dump(doc) -> str:
         if isinstance(x, list):
             return [plain(v) for v in x]
         return x
-    header = '# Written by tools/misc/model_zoo.py (measured params/FLOPs; no trained weights are published).\n'
+    header = ('# Written by tools/misc/model_zoo.py: measured params/FLOPs; no weights trained by this package are '
+              'published (Weights: null);\n# "(paper)" results and "Paper Results" are the papers\' numbers, not '
+              'measured here; "Converted From" and\n# "Pretrained Backbone" name the published weights, and the '
+              'converter command, a config evaluates or starts from.\n')
     return header + yaml.safe_dump(plain(doc), sort_keys=False, width=120)
 
 
@@ -170,20 +247,24 @@ def readme_table(rows) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--check', action='store_true', help='fail if a written file would change')
+    parser.add_argument('--reuse-counts', action='store_true',
+                        help="take params/FLOPs of configs already in the metafiles instead of counting them "
+                        "(for changes that leave every model's layers as they are: weights, norms' sync, text)")
+    parser.add_argument('--skip-readme', action='store_true', help='write the metafiles and model-index.yml only')
     args = parser.parse_args()
     unknown = set(PAPER) - {osp.splitext(osp.basename(p))[0]
                             for f in FOLDERS for p in glob.glob(osp.join(ROOT, 'configs', f, '*.py'))}
     if unknown:
         sys.exit(f'model_zoo: PAPER names configs that do not exist: {sorted(unknown)}')
-    rows = measure(load_get_flops())
+    rows = measure(load_get_flops(), written_counts() if args.reuse_counts else None)
     files = metafiles(rows)
-    readme_path = osp.join(ROOT, TABLE_DOC)
-    readme = open(readme_path).read()
-    if README_START not in readme or README_END not in readme:
-        sys.exit(f'model_zoo: {TABLE_DOC} needs the markers {README_START} and {README_END}')
-    before, rest = readme.split(README_START, 1)
-    after = rest.split(README_END, 1)[1]
-    files[TABLE_DOC] = before + readme_table(rows) + after
+    if not args.skip_readme:
+        readme = open(osp.join(ROOT, TABLE_DOC)).read()
+        if README_START not in readme or README_END not in readme:
+            sys.exit(f'model_zoo: {TABLE_DOC} needs the markers {README_START} and {README_END}')
+        before, rest = readme.split(README_START, 1)
+        after = rest.split(README_END, 1)[1]
+        files[TABLE_DOC] = before + readme_table(rows) + after
     changed = []
     for rel, text in files.items():
         path = osp.join(ROOT, rel)

@@ -21,3 +21,5 @@ model = dict(
         norm_eval=False,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/botnet50_from_resnet50_1024.pth')),
     neck=dict(in_channels=[256, 512, 1024, 2048]))
+# a missing init_cfg file stops training at start-up with the command that makes it
+custom_hooks = [dict(type='PretrainedCheckHook')]

@@ -19,3 +19,5 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/botnet50_from_resnet50_512.pth')),
     decode_head=dict(in_channels=[256, 512, 1024, 2048]),
     auxiliary_head=dict(in_channels=1024))
+# a missing init_cfg file stops training at start-up with the command that makes it
+custom_hooks = [dict(type='PretrainedCheckHook')]
