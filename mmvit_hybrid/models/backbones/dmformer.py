@@ -58,6 +58,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmvit_hybrid.registry import MODELS
 from ..layers import DMA
 from .base_backbone import HybridBackbone
+from .layer_depth import stage_layer_depth, strip_prefix
 
 
 class DMFormerBlock(BaseModule):
@@ -243,6 +244,22 @@ class DMFormer(HybridBackbone):
         if self.frozen_stages < 0:
             return []
         return [self.stages[0].downsample] + list(self.stages[:self.frozen_stages])
+
+    def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise') -> Tuple[int, int]:
+        """``(layer_id, num_layers)`` of a parameter for layer-wise lr decay (mmpretrain's
+        ``get_layer_depth`` interface; the rate is ``decay ** (num_layers - layer_id - 1)``).
+
+        The grouping is timm's ConvNeXt ``group_matcher`` (the same ``stages.i.downsample`` /
+        ``stages.i.blocks.j`` layout; :func:`~.layer_depth.stage_layer_depth`): the stem 0; one
+        id per block (``'layer_wise'``) or per stage (``'stage_wise'``), a stage's output norm with
+        its last block; parameters outside ``prefix`` (neck, heads) the last id, the full lr.
+
+        Args:
+            param_name (str): Parameter name, e.g. ``'backbone.stages.2.blocks.3.gamma1'``.
+            prefix (str): The backbone's prefix in ``param_name``. Defaults to ''.
+            decay_type (str): ``'layer_wise'`` or ``'stage_wise'``. Defaults to ``'layer_wise'``.
+        """
+        return stage_layer_depth(strip_prefix(param_name, prefix), self.depths, decay_type)
 
     def default_init_weights(self):
         """Truncated normal (std 0.02) convs and linears with zero biases, unit/zero norms."""

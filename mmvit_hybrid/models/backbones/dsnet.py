@@ -33,6 +33,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from mmvit_hybrid.registry import MODELS
 from ..layers import DualStreamBlock
 from .base_backbone import HybridBackbone
+from .layer_depth import stage_layer_depth, strip_prefix
 
 
 @MODELS.register_module()
@@ -141,6 +142,26 @@ class DSNet(HybridBackbone):
         if self.frozen_stages == self.num_stages:
             modules.append(self.norm)
         return modules
+
+    def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise') -> Tuple[int, int]:
+        """``(layer_id, num_layers)`` of a parameter for layer-wise lr decay (mmpretrain's
+        ``get_layer_depth`` interface; the rate is ``decay ** (num_layers - layer_id - 1)``).
+
+        The grouping is timm's ConvNeXt ``group_matcher`` (the same ``stages.i.downsample`` /
+        ``stages.i.blocks.j`` layout; :func:`~.layer_depth.stage_layer_depth`): the first patch
+        embedding 0; one id per block (``'layer_wise'``) or per stage (``'stage_wise'``); the
+        final norm with the last block (timm's ``norm_pre``) or stage; parameters outside
+        ``prefix`` (neck, heads) the last id, the full lr.
+
+        Args:
+            param_name (str): Parameter name, e.g. ``'backbone.stages.1.blocks.0.cpe.weight'``.
+            prefix (str): The backbone's prefix in ``param_name``. Defaults to ''.
+            decay_type (str): ``'layer_wise'`` or ``'stage_wise'``. Defaults to ``'layer_wise'``.
+        """
+        name = strip_prefix(param_name, prefix)
+        if name is not None and name.startswith('norm.'):
+            name = f'stages.{self.num_stages - 1}.norm'
+        return stage_layer_depth(name, self.arch_settings['depths'], decay_type)
 
     def default_init_weights(self):
         """As the reference: truncated-normal Linear weights, unit LayerNorms, PyTorch conv init."""

@@ -54,6 +54,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_, trunc_norma
 from mmvit_hybrid.registry import MODELS
 from ..layers import ClassAttentionBlock, MHSABlock, Outlooker
 from .base_backbone import HybridBackbone
+from .layer_depth import check_decay_type, strip_prefix
 
 
 def resize_pos_embed(pos: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
@@ -274,6 +275,47 @@ class VOLO(HybridBackbone):
         super()._freeze_stages()
         if self.frozen_stages >= 2:
             self.pos_embed.requires_grad = False
+
+    def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise') -> Tuple[int, int]:
+        """``(layer_id, num_layers)`` of a parameter for layer-wise lr decay (mmpretrain's
+        ``get_layer_depth`` interface; the rate is ``decay ** (num_layers - layer_id - 1)``).
+
+        ``'layer_wise'`` is timm's ``VOLO.group_matcher`` (what timm's ``param_groups_layer_decay``
+        uses for the sail-sg/timm weights) in this package's names: 0 for the stem, the position
+        embedding and the class token; one id per outlooker, then one for the downsampling conv,
+        one per transformer block, one per class-attention block (the final norm shares the last
+        one's); parameters after the backbone get the next id, the full lr.
+        ``'stage_wise'`` (timm's ``coarse`` grouping of stage layouts, this package's choice for
+        VOLO): 0, then one id per stage (the downsampling conv with stage 1), one for the
+        class-attention part, then the rest. The dense mode's output norms and resamplers are
+        new layers, not in any checkpoint: the last id, like the neck and heads outside ``prefix``.
+
+        Args:
+            param_name (str): Parameter name, e.g. ``'backbone.stages.1.0.attn.qkv.weight'``.
+            prefix (str): The backbone's prefix in ``param_name``. Defaults to ''.
+            decay_type (str): ``'layer_wise'`` or ``'stage_wise'``. Defaults to ``'layer_wise'``.
+        """
+        layer_wise = check_decay_type(decay_type)
+        if layer_wise:  # first id of each stage's blocks; the downsampling conv between stages 0 and 1
+            starts = [1] + [2 + sum(self.depths[:i]) for i in range(1, len(self.depths))]
+            downsample, tail = starts[1] - 1, 2 + sum(self.depths)
+        else:
+            starts = list(range(1, len(self.depths) + 1))
+            downsample, tail = starts[1], len(self.depths) + 1
+        num_cls = (len(self.cls_blocks) if layer_wise else 1) if self.out_type == 'cls_and_tokens' else 0
+        num_layers = tail + num_cls + 1
+        parts = (strip_prefix(param_name, prefix) or '').split('.')
+        if parts[0] in ('patch_embed', 'pos_embed', 'cls_token'):
+            return 0, num_layers
+        if parts[0] == 'downsample':
+            return downsample, num_layers
+        if parts[0] == 'stages':
+            return starts[int(parts[1])] + (int(parts[2]) if layer_wise else 0), num_layers
+        if parts[0] == 'cls_blocks':
+            return tail + (int(parts[1]) if layer_wise else 0), num_layers
+        if parts[0] == 'norm':  # the final norm of the class-attention part
+            return tail + num_cls - 1, num_layers
+        return num_layers - 1, num_layers
 
     def default_init_weights(self):
         """The reference's init: truncated normal (std 0.02) linears with zero biases, position
