@@ -206,3 +206,16 @@ def test_missing_url_and_missing_path(server, tmp_path):
     message = tool_error('volo_to_mmvit', tmp_path / 'missing.pth', tmp_path / 'o.pth')
     assert 'missing.pth is not a file' in message, message
     assert everything_in(tmp_path / 'cache') == [] and not (tmp_path / 'o.pth').exists()
+
+
+def test_outputs_are_written_all_or_none(tmp_path):
+    """``save_outputs``: when the second object cannot be saved, the first file is not there either."""
+    import runpy
+    from converter_cli import TOOLS
+    save_outputs = runpy.run_path(str(TOOLS / 'checkpoint_source.py'))['save_outputs']
+    first, second = tmp_path / 'model.pth', tmp_path / 'sub' / 'model_backbone.pth'
+    with pytest.raises(Exception):
+        save_outputs([(first, {'w': torch.ones(2)}), (second, {'w': lambda: None})])  # a lambda does not pickle
+    assert everything_in(tmp_path) == ['sub']
+    save_outputs([(first, {'w': torch.ones(2)}), (second, {'w': torch.zeros(2)})])
+    assert torch.equal(torch.load(second, weights_only=True)['w'], torch.zeros(2)) and first.is_file()
