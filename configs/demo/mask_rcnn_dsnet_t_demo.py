@@ -1,6 +1,6 @@
 # Demo: Mask R-CNN + FPN with a DS-Net-T backbone, trained FROM RANDOM INITIALISATION on the synthetic
 # shapes dataset of tools/misc/make_demo_coco.py, small enough to train and evaluate on a 2-core CPU in
-# about 10 minutes. The README (section "Demo") lists the commands and the measured results.
+# about 10 minutes. `make demo` runs it (README, "Two commands"); results: docs/measurements.md.
 #
 #   python tools/misc/make_demo_coco.py --out data/demo_coco
 #   python tools/train.py configs/demo/mask_rcnn_dsnet_t_demo.py --work-dir work_dirs/demo
