@@ -18,8 +18,8 @@ CONVERTERS = {
     'DSNet': 'PaddleClas DSNet_*.pdparams or SteveTsui/DS-Net .pth weights with '
              'python tools/model_converters/dsnet_to_mmvit.py SRC DST (the backbone-only file is '
              'DST with _backbone before the suffix)',
-    'DMFormer': 'tools/model_converters/ has no DMFormer converter; the weights must come from '
-                "this package's own training",
+    'DMFormer': "no published weights; this package's own ImageNet classifier checkpoint with "
+                'python tools/model_converters/extract_backbone.py SRC DST (the backbone-only file)',
 }
 
 
