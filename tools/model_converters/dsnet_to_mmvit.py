@@ -24,8 +24,8 @@ The report lists the tensors copied, newly initialised (the BatchNorm ``num_batc
 counters a Paddle file does not have: 0) and dropped. Any other layout is an error naming the
 layouts above.
 
-SRC may be a URL (e.g. PaddleClas's ``https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/
-legendary_models/DSNet_tiny_pretrained.pdparams``): it is downloaded into a cache folder first
+SRC may be a URL (e.g. PaddleClas's
+``https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_tiny_pretrained.pdparams``): it is downloaded into a cache folder first
 (``checkpoint_source.py``). Errors end the tool with one line and leave no output file.
 
 Usage:
