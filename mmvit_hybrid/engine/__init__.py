@@ -5,13 +5,15 @@ from . import fileio  # noqa: F401  (registers the 'local_atomic' file backend)
 from .mmcv_autocast import enable_mmcv_fp32_autocast
 from .data_validation import check_annotation_files
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook, InputCheckHook, InvalidLossHook,
-                    ReplicaSyncHook, RNGStateHook)
+                    MissingCheckpointError, PretrainedCheckHook, ReplicaSyncHook, RNGStateHook,
+                    check_pretrained_files)
 from .optimizers import LayerDecayOptimWrapperConstructor  # registers it in MMEngine's root registry
 from .runtime import check_amp_available, enable_reliability_hooks, init_cpu_distributed
 
 __all__ = [
     'AtomicCheckpointHook', 'CheckpointMatchHook', 'InputCheckHook', 'InvalidLossHook',
-    'ReplicaSyncHook', 'RNGStateHook', 'check_amp_available', 'check_annotation_files',
+    'MissingCheckpointError', 'PretrainedCheckHook', 'ReplicaSyncHook', 'RNGStateHook',
+    'check_amp_available', 'check_annotation_files', 'check_pretrained_files',
     'enable_mmcv_fp32_autocast', 'enable_reliability_hooks', 'init_cpu_distributed',
     'LayerDecayOptimWrapperConstructor'
 ]
