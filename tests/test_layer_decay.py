@@ -234,3 +234,108 @@ def test_bad_paramwise_cfg_is_a_clear_error():
         LayerDecayOptimWrapperConstructor(OPTIM, dict(layer_decay_rate=0.9, decay_type='stage_wise'))(Dense(vit))
     with pytest.raises(ValueError, match='decay_type must be one of'):
         DSNet(DSNET_ARCH).get_layer_depth('stages.0.blocks.0.cpe.weight', decay_type='layerwise')
+
+
+def anchor_paramwise(package: str, rel: str) -> dict:
+    """``paramwise_cfg`` of an installed mmdet/mmseg config (the anchor a config here cites)."""
+    import importlib
+    from mmengine.config import Config
+    module = importlib.import_module(package)
+    return Config.fromfile(str(Path(module.__file__).parent / '.mim' / 'configs' / rel)).optim_wrapper.paramwise_cfg
+
+
+MMDET_CONVNEXT = ('mmdet', 'convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py')
+MMSEG_CONVNEXT = ('mmseg', 'convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py')
+MMSEG_BEIT_B = ('mmseg', 'beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py')
+MMSEG_BEIT_L = ('mmseg', 'beit/beit-large_upernet_8xb1-amp-160k_ade20k-640x640.py')
+DENSE_CONFIGS = sorted(str(p.relative_to(ROOT)) for family in ('dsnet', 'volo')
+                       for p in (ROOT / 'configs' / family).glob('*.py')
+                       if p.name.startswith(('mask_rcnn_', 'retinanet_', 'upernet_')))
+
+
+def expected_decay(config: str):
+    """``(layer_decay_rate, decay_type)`` a dense config must use, from the anchor its comment names."""
+    if '/dsnet/' in config:
+        if 'upernet' in config:  # mmseg's ConvNeXt UperNet: rate and type
+            anchor = anchor_paramwise(*MMSEG_CONVNEXT)
+            return anchor['decay_rate'], anchor['decay_type']
+        return anchor_paramwise(*MMDET_CONVNEXT)['decay_rate'], 'stage_wise'  # mmdet's ConvNeXt rate
+    anchor = MMSEG_BEIT_B if '_d1_' in config else MMSEG_BEIT_L  # BEiT-B 12 blocks / BEiT-L 24 blocks
+    return anchor_paramwise(*anchor)['layer_decay_rate'], 'layer_wise'
+
+
+def test_dense_configs_cover_both_families():
+    assert len([c for c in DENSE_CONFIGS if '/dsnet/' in c]) == 14
+    assert len([c for c in DENSE_CONFIGS if '/volo/' in c]) == 12
+
+
+@pytest.mark.parametrize('config', DENSE_CONFIGS)
+def test_volo_and_dsnet_dense_configs_use_the_anchors_layer_decay(config):
+    """Every VOLO and DS-Net det/seg config fine-tunes with layer/stage decay at its anchor's rate,
+    and keeps its weight-decay exclusions (norms; VOLO's position embedding)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(ROOT / config))
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert cfg.optim_wrapper.constructor == 'LayerDecayOptimWrapperConstructor'
+    assert (paramwise.layer_decay_rate, paramwise.decay_type) == expected_decay(config)
+    assert paramwise.norm_decay_mult == 0.
+    if '/volo/' in config:
+        assert paramwise.custom_keys['pos_embed'] == dict(decay_mult=0.)
+
+
+def volo_dense_exponents(depths) -> dict:
+    """VOLO dense layer-wise exponents k (lr = base * rate ** k) from the stage depths (the paper's
+    Table 1): stem 0, outlookers 1..d0, downsampling conv, then one id per transformer block; the
+    output norms, resamplers and heads on top."""
+    num_layers = sum(depths) + 3
+    table, layer_id = {'backbone.patch_embed.': num_layers - 1, 'backbone.pos_embed': num_layers - 1}, 1
+    for stage, depth in enumerate(depths):
+        if stage == 1:
+            table['backbone.downsample.'] = num_layers - 1 - layer_id
+            layer_id += 1
+        for block in range(depth):
+            table[f'backbone.stages.{stage}.{block}.'] = num_layers - 1 - layer_id
+            layer_id += 1
+    return dict(table, **{'backbone.out_norms.': 0, 'backbone.resamplers.': 0, 'decode_head.': 0,
+                          'auxiliary_head.': 0})
+
+
+# DS-Net-T (paper Table 1: 2, 2, 4, 1 blocks), stage-wise: stem, 4 stages (the final norm with the
+# last), then the neck and heads
+DSNET_T_MASK_RCNN = {'backbone.stages.0.downsample.': 5, 'backbone.stages.0.blocks.': 4, 'backbone.stages.1.': 3,
+                     'backbone.stages.2.': 2, 'backbone.stages.3.': 1, 'backbone.norm.': 1, 'neck.': 0,
+                     'rpn_head.': 0, 'roi_head.': 0}
+
+
+@pytest.mark.parametrize('scope, config, table, weight_decay', [
+    ('mmdet', 'configs/dsnet/mask_rcnn_dsnet_t_coco.py', DSNET_T_MASK_RCNN, {'backbone.stages.1.blocks.0.ffn.0.weight': 0.05,
+                                                                            'backbone.stages.1.blocks.0.norm1.weight': 0.}),
+    ('mmseg', 'configs/volo/upernet_volo_d1_ade20k.py', volo_dense_exponents((4, 4, 8, 2)),
+     {'backbone.pos_embed': 0., 'backbone.stages.1.0.norm1.weight': 0., 'backbone.stages.1.0.ffn.layers.0.0.weight': 0.01,
+      'backbone.stages.1.0.ffn.layers.0.0.bias': 0.}),
+])
+def test_config_optim_wrapper_lrs_equal_the_hand_count(scope, config, table, weight_decay):
+    """The config's own ``optim_wrapper``, built through mmengine under the config's scope, gives
+    every parameter ``lr * rate ** k`` with k counted by hand from the paper's depths, and the
+    config's weight decay."""
+    import importlib
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+    cfg = Config.fromfile(str(ROOT / config))
+    model = importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope(scope):
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    base_lr, rate = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {names[id(g['params'][0])]: g for g in wrapper.optimizer.param_groups}
+    assert len(groups) == sum(p.requires_grad for p in model.parameters())
+    used = set()
+    for name, group in groups.items():
+        prefix = max((p for p in table if name.startswith(p)), key=len, default=None)
+        assert prefix is not None, f'{name} is not in the hand count'
+        used.add(prefix)
+        assert group['lr'] == pytest.approx(base_lr * rate ** table[prefix], rel=1e-9), name
+    assert used == set(table)
+    for name, decay in weight_decay.items():
+        assert groups[name]['weight_decay'] == pytest.approx(decay), name

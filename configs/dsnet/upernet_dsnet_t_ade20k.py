@@ -18,3 +18,11 @@ model = dict(
     decode_head=dict(num_classes=150),
     auxiliary_head=dict(num_classes=150))
 train_dataloader = dict(batch_size=2)
+
+# Stage-wise lr decay 0.9: mmseg's ConvNeXt UperNet configs (mmseg 1.2.2
+# configs/convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py: decay_rate 0.9,
+# 'stage_wise'); the layer ids are this package's (timm's ConvNeXt coarse grouping: stem, one per
+# stage, then neck and heads at the full lr). lr and weight decay stay Swin's (see the schedule).
+optim_wrapper = dict(
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.9, decay_type='stage_wise'))

@@ -11,4 +11,10 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 model = dict(backbone=dict(arch='d1'))
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'pos_embed': dict(decay_mult=0.)}))
+# Layer-wise lr decay (timm's VOLO grouping: one id per block, neck and heads at the full lr) at the
+# rates of mmseg's BEiT UperNet configs (mmseg 1.2.2 configs/beit/: BEiT-B, 12 blocks, 0.9; BEiT-L,
+# 24 blocks, 0.95): 0.9 for D1 (18 blocks), 0.95 for D2-D5 (24-48 blocks). The choice by depth, and
+# using the segmentation rates for detection too, is this package's. lr and weight decay stay Swin's.
+optim_wrapper = dict(
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.9, decay_type='layer_wise', custom_keys={'pos_embed': dict(decay_mult=0.)}))

@@ -6,3 +6,4 @@ model = dict(
     backbone=dict(arch='d2', drop_path_rate=0.2, init_cfg=dict(checkpoint='checkpoints/volo_d2_in1k.pth')),
     decode_head=dict(in_channels=[256, 512, 512, 512]),
     auxiliary_head=dict(in_channels=512))
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.95))  # D2-D5: see the D1 config

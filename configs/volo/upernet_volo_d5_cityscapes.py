@@ -6,3 +6,4 @@ model = dict(
     backbone=dict(arch='d5', drop_path_rate=0.5, init_cfg=dict(checkpoint='checkpoints/volo_d5_in1k.pth')),
     decode_head=dict(in_channels=[384, 768, 768, 768]),
     auxiliary_head=dict(in_channels=768))
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.95))  # D2-D5: see the D1 config
