@@ -18,6 +18,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """A test that calls ``init_default_scope('mmdet')`` must not leave mmdet as the scope of the
+    next test in the same worker: mmengine's ``Registry.build`` follows the current default scope,
+    so an mmpretrain model would be looked up in mmdet's registry."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
 def pytest_report_header(config):
     return f'torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}'
 

@@ -250,18 +250,20 @@ def test_tools_enable_the_reliability_hooks():
 
     from mmvit_hybrid.engine import enable_reliability_hooks
     cfg = Config.fromfile(CONFIG)
+    own = [h['type'] for h in cfg.get('custom_hooks', [])]  # the config's own (PretrainedCheckHook) stay first
     enable_reliability_hooks(cfg)
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.default_hooks.checkpoint.max_keep_ckpts == 1  # arguments kept
-    assert [h['type'] for h in cfg.custom_hooks] == [
+    assert [h['type'] for h in cfg.custom_hooks] == own + [
         'RNGStateHook', 'InvalidLossHook', 'CheckpointMatchHook', 'InputCheckHook']
     enable_reliability_hooks(cfg)  # idempotent
-    assert len(cfg.custom_hooks) == 4
+    assert len(cfg.custom_hooks) == len(own) + 4
     test_cfg = Config.fromfile(CONFIG)
     enable_reliability_hooks(test_cfg, training=False)
     assert test_cfg.default_hooks.checkpoint.type == 'CheckpointHook'
-    assert [h['type'] for h in test_cfg.custom_hooks] == ['CheckpointMatchHook', 'InputCheckHook']
+    assert [h['type'] for h in test_cfg.custom_hooks] == own + ['CheckpointMatchHook', 'InputCheckHook']
     off = Config.fromfile(CONFIG)
     off.reliability_hooks = False
     enable_reliability_hooks(off)
-    assert off.default_hooks.checkpoint.type == 'CheckpointHook' and not off.get('custom_hooks')
+    assert off.default_hooks.checkpoint.type == 'CheckpointHook'
+    assert [h['type'] for h in off.get('custom_hooks', [])] == own
