@@ -58,6 +58,13 @@ def _warn_once(key, message):
         warnings.warn(message, UserWarning, stacklevel=3)
 
 
+def window_grid(H, W, kernel_size, padding, stride):
+    """The window grid ``(Ho, Wo)`` of ``unfold(kernel_size, padding, stride)`` on an H x W map
+    (``ceil(H / stride)`` for VOLO's K=3, p=1). The C++ kernels compute it once, in
+    ``outlook_attention.cpp``'s geometry."""
+    return (H + 2 * padding - kernel_size) // stride + 1, (W + 2 * padding - kernel_size) // stride + 1
+
+
 def _check_inputs(value, attn, kernel_size, padding, stride):
     """Raise a clear error for inputs the op does not accept; return the window grid (Ho, Wo)."""
     if not isinstance(value, torch.Tensor) or not isinstance(attn, torch.Tensor):
@@ -88,9 +95,7 @@ def _check_inputs(value, attn, kernel_size, padding, stride):
     B, C, H, W = value.shape
     heads = attn.shape[1]
     kk = kernel_size * kernel_size
-    # the window grid of unfold(kernel_size, padding, stride), ceil(H / stride) for VOLO's K=3, p=1
-    Ho = (H + 2 * padding - kernel_size) // stride + 1
-    Wo = (W + 2 * padding - kernel_size) // stride + 1
+    Ho, Wo = window_grid(H, W, kernel_size, padding, stride)
     if Ho < 1 or Wo < 1:
         raise ValueError(f'outlook_attention: a {H}x{W} map with padding {padding} is smaller '
                          f'than the {kernel_size}x{kernel_size} window')
@@ -250,8 +255,7 @@ if _EXT_AVAILABLE:
     def _grad_attn_fake(grad_output, value, num_heads, kernel_size, padding, stride):
         _check_fake_devices(grad_output, value)
         B, C, H, W = value.shape
-        Ho = (H + 2 * padding - kernel_size) // stride + 1
-        Wo = (W + 2 * padding - kernel_size) // stride + 1
+        Ho, Wo = window_grid(H, W, kernel_size, padding, stride)
         kk = kernel_size * kernel_size
         return value.new_empty((B, num_heads, Ho, Wo, kk, kk))
 
