@@ -1,6 +1,6 @@
 """The one table that ends tools/gpu_check.sh: every step's status and time (beside its H200
-estimate), the measured figures against the targets of issue 12, and the training steps of
-issue 25 (Mask R-CNN / UperNet under AmpOptimWrapper, SyncBN, train.py --amp), read from the step
+estimate), the measured figures against the op's GPU targets, and the training steps
+(Mask R-CNN / UperNet under AmpOptimWrapper, SyncBN, train.py --amp), read from the step
 outputs in the results folder.
 
 Usage::
@@ -18,10 +18,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-# (description, target) of issue 12's GPU targets; judged on the measured rows below
+# the op's GPU targets (benchmarks/README.md); judged on the measured rows below
 TARGET_SHAPE, TARGET_DTYPE = '1024x2048', 'bfloat16'
 FWD_BWD_SPEEDUP, EXTRA_MEM_RATIO, COPY_FRACTION, VOLO_RATIO = 3.0, 4.0, 0.5, 1.0
-BUDGET_S = 480  # the whole call on one H200, wheel installs and the op build included (issue 25)
+BUDGET_S = 480  # the whole call on one H200, wheel installs and the op build included
 # Each step's expected seconds on one H200 (16 CPU cores), not measured there yet: from the CPU
 # dry run's process starts and model builds (a process importing the stack: ~8 s on 2 busy cores
 # here), the op build's nvcc work, and per training step a few hundred ms (Mask R-CNN at

@@ -1,5 +1,5 @@
 """Training steps of every backbone under mmengine's ``AmpOptimWrapper``: the model-level device
-steps of ``tools/gpu_check.sh`` (issue 25).
+steps of ``tools/gpu_check.sh``.
 
 Subcommands:
 

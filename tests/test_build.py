@@ -244,7 +244,7 @@ GPU_CHECK_STEPS = ('build', 'check_ops', 'op_tests', 'op_bench', 'amp_tests', 'm
 
 def test_gpu_check_dry_run(tmp_path):
     """tools/gpu_check.sh --dry-run runs every step of the GPU script on CPU at toy sizes and
-    ends with the table; a step that breaks fails here. The training steps of issue 25 run
+    ends with the table; a step that breaks fails here. The training steps run
     through the same code as on the GPU: AmpOptimWrapper (CPU bf16 autocast) for Mask R-CNN and
     UperNet beside Swin-T, a 1-process gloo group with DDP, and tools/train.py on the demo config."""
     out = subprocess.run(['bash', 'tools/gpu_check.sh', '--dry-run', '--out', str(tmp_path)],

@@ -18,7 +18,7 @@ from timm.layers import resample_abs_pos_embed_nhwc
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ['d1', 'd2', 'd3', 'd4', 'd5']
-# the targets (the VOLO README's 27M/59M/86M/193M/296M, timm's csv 26.63M ... 295.46M)
+# the sail-sg/volo README's 27M/59M/86M/193M/296M to one more digit (timm's results csv: 26.63M ... 295.46M)
 PAPER_PARAMS = {'d1': 26.6e6, 'd2': 58.7e6, 'd3': 86.3e6, 'd4': 193e6, 'd5': 296e6}
 TINY = dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 32, 32), num_heads=(2, 4, 4, 4), mlp_ratio=2,
             stem_channels=8)

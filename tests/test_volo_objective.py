@@ -1,4 +1,4 @@
-"""VOLO's training objective (issue 14.3): VOLOHead's losses against a transcription of the reference
+"""VOLO's training objective: VOLOHead's losses against a transcription of the reference
 (sail-sg/volo ``loss/cross_entropy.py`` ``TokenLabelCrossEntropy``, TokenLabeling ``mixup_target``
 as ``create_token_label_target``, the MixToken branches of ``models/volo.py``; Copyright 2021 Sea
 Limited, Apache-2.0), MixToken's box (sampling, pixels, reversal on the token logits) and the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the GPU kit: every wheel the lent GPU machine (Python 3.12, torch 2.11.0+cu130, nvcc 13.0,
 # no package index, 64 MiB carried per call) needs for the OpenMMLab stack, so that
-# tools/gpu_check.sh runs the whole stack there (issue 25). On this CPU machine, in a throw-away
+# tools/gpu_check.sh runs the whole stack there. On this CPU machine, in a throw-away
 # venv OUTSIDE the repo:
 #   1. Python 3.12 (PYTHON312, else python3.12 on PATH, else pyenv's newest 3.12.x, else
 #      `uv python find 3.12`), torch==2.11.0 from the package index (the CUDA 13.0 build, the

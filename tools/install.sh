@@ -54,7 +54,7 @@ fi
 # 3. mmcv with compiled ops, from the wheel cache. mmvit_hybrid/ops/build_config.py decides: with a
 # visible GPU and a matching nvcc (or FORCE_CUDA=1) mmcv gets its CUDA ops, and the cache key names
 # the CUDA build (torch-<v>-cpu, torch-<v>-cu<ver>-sm<archs>), so a CPU wheel is never reused there.
-# CPU installs also find wheels cached by earlier versions of this script under torch-<v>/.
+# CPU installs also find wheels cached under torch-<v>/ (the key without the build).
 MMCV_PLAN=$("$VPY" mmvit_hybrid/ops/build_config.py mmcv-shell)  # fails (set -e) e.g. on FORCE_CUDA=1 without nvcc
 eval "$MMCV_PLAN"
 log "mmcv build: ${MMCV_CACHE_KEY} (${MMCV_REASON})"

@@ -39,8 +39,8 @@ README_START, README_END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
 TABLE_DOC = 'docs/model_zoo.md'  # the file holding the table between those markers
 
 # Published numbers, config stem -> text of the README's "paper" column: what the number is, whose
-# it is, and whether the config can reach it (sources: ../shared/research/papers.md; sail-sg/volo
-# README and issue 8; PaddleClas DSNet.md). Nothing here was trained.
+# it is, and whether the config can reach it (sources: the papers; sail-sg/volo
+# README and its GitHub issue 8; PaddleClas DSNet.md). Nothing here was trained.
 _VOLO_TL = ('with NFNet-F6 token labels, which this config does not have; without them the maintainer reports '
             'D1 83.8 and 0.0-0.4 less for larger models, sail-sg/volo#8')
 _VOLO_FT = 'fine-tuned with token labels, which this config does not have'
