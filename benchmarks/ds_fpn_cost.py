@@ -6,12 +6,12 @@ FPN: P6 by max-pooling). FLOPs come from ``mmvit_hybrid.utils.count_flops`` (tor
 ``FlopCounterMode``; MACs = FLOPs / 2) on the meta device. Time: eval-mode forward without grad,
 the necks interleaved (one forward of each per round, after ``--warmup`` rounds), so that load
 changes on a shared machine hit all of them alike; the table gives the median over ``--rounds``
-and the median of the per-round ratio to FPN. The targets (issue 14): at most 1.3x FPN's FLOPs
-and 2x its CPU time.
+and the median of the per-round ratio to FPN. The targets: at most 1.3x FPN's FLOPs and 2x its
+CPU time.
 
 Usage (configs/dsnet/README_dsfpn.md was measured with it):
     python benchmarks/ds_fpn_cost.py                      # every variant, 800x1344, 3 rounds
-    python benchmarks/ds_fpn_cost.py --variants fpn default legacy --rounds 5 --threads 1
+    python benchmarks/ds_fpn_cost.py --variants fpn default all_levels --rounds 5 --threads 1
 """
 import argparse
 import os
@@ -24,18 +24,13 @@ import torch
 from botnet_attention import machine  # benchmarks/ is on sys.path when run as a script
 
 IN_CHANNELS = [64, 128, 320, 512]  # DS-Net-S (all DS-Net archs have these widths)
-ALL_LEVELS = dict(ds_levels=(0, 1, 2, 3))
 # name -> DSFPN keyword arguments (None: mmdet's FPN)
 VARIANTS = OrderedDict(
     fpn=None,
     default=dict(),
-    shared=dict(shared_global=True),
-    output=dict(position='output'),
     p3_p5=dict(ds_levels=(1, 2, 3)),
-    p3_p5_shared=dict(ds_levels=(1, 2, 3), shared_global=True),
     p5=dict(ds_levels=(3, )),
-    legacy=dict(ALL_LEVELS, position='output'),
-    legacy_shared=dict(ALL_LEVELS, position='output', shared_global=True),
+    all_levels=dict(ds_levels=(0, 1, 2, 3)),
 )
 
 

@@ -8,7 +8,6 @@ model = dict(
     neck=dict(
         type='DSFPN',
         ds_levels=(-2, -1),
-        position='lateral',
         # no attention dropout at detection/segmentation scale, as mmdet's Swin and PVT configs; with
         # dropout torch's SDPA cannot use a fused kernel (benchmarks/README.md, 'DS-Net at detection
         # scale'). DSFPN's default, written out.

@@ -4,5 +4,5 @@
 #   python tools/model_converters/dsnet_to_mmvit.py DSNet_small_pretrained.pdparams checkpoints/dsnet_s_in1k.pth
 _base_ = './retinanet_dsnet_s_coco.py'
 # DS-FPN settings of mask_rcnn_dsnet_s_dsfpn_coco.py (no attention dropout, SyncBN in the blocks)
-model = dict(neck=dict(type='DSFPN', ds_levels=(-2, -1), position='lateral', attn_drop_rate=0.,
+model = dict(neck=dict(type='DSFPN', ds_levels=(-2, -1), attn_drop_rate=0.,
                        block_norm_cfg=dict(type='SyncBN', requires_grad=True)))

@@ -30,13 +30,8 @@ take no dropout, so on CPU a block with dropout splits the queries into chunks
 in the number of tokens instead of keeping a probability matrix and a dropout mask of
 ``N_q x N_k`` per attention.
 
-For DS-FPN's shared global context, a block built with ``external_global=True`` takes its global
-stream from another block (:meth:`DualStreamBlock.forward_with_global`): it skips step 3's global
-half (``Conv1x1`` gives only the local half) and runs steps 4-6 with the given global map.
 :func:`init_dual_stream_weights` is the backbone's initialisation of these blocks.
 """
-from typing import Optional, Tuple
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -117,9 +112,6 @@ class DualStreamBlock(BaseModule):
         drop_path_rate (float): Stochastic depth of both residual branches. Defaults to 0.
         norm_cfg (dict): Norm for the convolutional (B, C, H, W) tensors. Defaults to BN.
         with_cp (bool): Recompute the block in backward to save memory. Defaults to False.
-        external_global (bool): Take the global stream from another block (``global_map`` of
-            :meth:`forward_with_global`) instead of computing it: the input projection then
-            gives only the local half, and there is no global self-attention. Defaults to False.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -132,7 +124,6 @@ class DualStreamBlock(BaseModule):
                  drop_path_rate: float = 0.,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  with_cp: bool = False,
-                 external_global: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if embed_dims % 2 or (embed_dims // 2) % num_heads:
@@ -145,19 +136,17 @@ class DualStreamBlock(BaseModule):
         self.global_stride = global_stride
         self.attn_drop_rate = attn_drop_rate
         self.with_cp = with_cp
-        self.external_global = external_global
         self.stream_dims = stream_dims = embed_dims // 2
         C = embed_dims
 
         self.cpe = nn.Conv2d(C, C, 3, padding=1, groups=C)
         self.norm1 = build_norm_layer(norm_cfg, C)[1]
-        self.proj_in = nn.Conv2d(C, stream_dims if external_global else C, 1)
+        self.proj_in = nn.Conv2d(C, C, 1)
         # intra-scale propagation
         self.local_norm = build_norm_layer(norm_cfg, stream_dims)[1]
         self.local_dwconv = nn.Conv2d(stream_dims, stream_dims, 3, padding=1, groups=stream_dims)
-        if not external_global:
-            self.global_norm = nn.LayerNorm(stream_dims)
-            self.global_qkv = nn.Linear(stream_dims, 3 * stream_dims)
+        self.global_norm = nn.LayerNorm(stream_dims)
+        self.global_qkv = nn.Linear(stream_dims, 3 * stream_dims)
         # inter-scale alignment
         self.local_co_norm = build_norm_layer(norm_cfg, stream_dims)[1]
         self.local_co_qkv = nn.Conv2d(stream_dims, 3 * stream_dims, 1)
@@ -179,28 +168,19 @@ class DualStreamBlock(BaseModule):
             return _merge_heads(dropout_attention_in_chunks(q, k, v, dropout_p))
         return _merge_heads(F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p))
 
-    def _forward(self, x: torch.Tensor, global_map: Optional[torch.Tensor] = None):
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.cpe(x)
         B, C, H, W = x.shape
         shortcut = x
-        if self.external_global:
-            local_x = self.proj_in(self.norm1(x))
-        else:
-            global_x, local_x = self.proj_in(self.norm1(x)).split(self.stream_dims, dim=1)
+        global_x, local_x = self.proj_in(self.norm1(x)).split(self.stream_dims, dim=1)
 
         # intra-scale propagation
         local_x = local_x + self.local_dwconv(self.local_norm(local_x))
-        if self.external_global:
-            grid = tuple(global_map.shape[-2:])
-            global_x = global_map.flatten(2).transpose(1, 2)  # (B, C/2, h, w) -> (B, h*w, C/2)
-        else:
-            grid = (max(H // self.global_stride, 1), max(W // self.global_stride, 1))
-            global_x = F.interpolate(global_x, size=grid, mode='bilinear', align_corners=False)
-            global_x = global_x.flatten(2).transpose(1, 2)  # (B, C/2, h, w) -> (B, h*w, C/2)
-            global_x = global_x + self._attend(
-                *_split_heads(self.global_qkv(self.global_norm(global_x)), self.num_heads))
-        # the global stream after intra-scale propagation, for blocks that share it
-        global_out = global_x.transpose(1, 2).reshape(B, self.stream_dims, *grid)  # -> (B, C/2, h, w)
+        grid = (max(H // self.global_stride, 1), max(W // self.global_stride, 1))
+        global_x = F.interpolate(global_x, size=grid, mode='bilinear', align_corners=False)
+        global_x = global_x.flatten(2).transpose(1, 2)  # (B, C/2, h, w) -> (B, h*w, C/2)
+        global_x = global_x + self._attend(
+            *_split_heads(self.global_qkv(self.global_norm(global_x)), self.num_heads))
 
         # inter-scale alignment: both directions read the same (pre-update) q/k/v. Channels-last
         # storage makes the norm and the 1x1 conv write token-major memory, so the tokens below
@@ -220,31 +200,13 @@ class DualStreamBlock(BaseModule):
         global_x = global_x.transpose(1, 2).reshape(B, self.stream_dims, *grid)  # -> (B, C/2, h, w)
         global_x = F.interpolate(global_x, size=(H, W), mode='bilinear', align_corners=False)
         x = shortcut + self.drop_path(self.proj_out(torch.cat([local_x, global_x], dim=1)))
-        return x + self.drop_path(self.ffn(self.norm2(x))), global_out
-
-    def forward_with_global(self, x: torch.Tensor,
-                            global_map: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The block output and its global stream after intra-scale propagation.
-
-        Args:
-            x (Tensor): (B, C, H, W) input.
-            global_map (Tensor, optional): (B, C/2, h, w) global stream to use; required with
-                ``external_global=True``, not allowed otherwise.
-
-        Returns:
-            tuple[Tensor]: (B, C, H, W) output and the (B, C/2, h, w) global stream (``global_map``
-            itself for an external-global block).
-        """
-        if self.external_global != (global_map is not None):
-            raise ValueError('DualStreamBlock: pass global_map exactly when the block was built with '
-                             f'external_global=True (external_global={self.external_global})')
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, global_map, use_reentrant=False)
-        return self._forward(x, global_map)
+        return x + self.drop_path(self.ffn(self.norm2(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
-        return self.forward_with_global(x)[0]
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
 
 
 def init_dual_stream_weights(module: nn.Module):
