@@ -18,16 +18,32 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True)
-def _restore_default_scope():
-    """A test that calls ``init_default_scope('mmdet')`` must not leave mmdet as the scope of the
-    next test in the same worker: mmengine's ``Registry.build`` follows the current default scope,
-    so an mmpretrain model would be looked up in mmdet's registry."""
-    from mmengine.registry import DefaultScope
+def _default_scope_kept():
+    """Yield, then put back mmengine's default scopes as they were (nothing to do without mmengine:
+    the op's tests run with torch alone)."""
+    try:
+        from mmengine.registry import DefaultScope
+    except ImportError:
+        yield
+        return
     saved = DefaultScope._instance_dict.copy()
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(saved)
+
+
+# A test or a module fixture that calls ``init_default_scope('mmdet')`` (or starts a Runner or an
+# Inferencer) must not leave mmdet as the scope of what runs next in the same xdist worker:
+# mmengine's ``Registry.build`` follows the current default scope, so an mmpretrain model would be
+# looked up in mmdet's registry. Autouse fixtures start before the other fixtures of their scope.
+@pytest.fixture(scope='module', autouse=True)
+def _restore_default_scope_per_module():
+    yield from _default_scope_kept()
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_scope_per_test():
+    yield from _default_scope_kept()
 
 
 def pytest_report_header(config):
