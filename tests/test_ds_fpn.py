@@ -208,9 +208,9 @@ def test_dsfpn_bad_arguments_and_inputs():
             DSFPN(ds_levels=ds_levels, **kwargs)
     with pytest.raises(TypeError, match='globl_strides'):
         DSFPN(globl_strides=(8, 4, 2, 1), **kwargs)
-    # inputs: what mmdet's FPN raises (its forward runs unchanged)
+    # inputs: a wrong count is named (FPN's assert has no message); channels as torch raises them
     neck = DSFPN(in_channels=[16, 32, 64, 128], out_channels=32, num_outs=5, num_heads=2)
     with pytest.raises(RuntimeError, match='to have 128 channels, but got 64 channels'):
         neck(pyramid())
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match='DSFPN got 3 feature maps but in_channels has 4 entries'):
         neck(pyramid()[:3])

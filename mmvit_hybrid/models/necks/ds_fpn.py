@@ -90,6 +90,13 @@ class DSFPN(FPN):
         for i in levels:  # a bound method, not a closure: a deepcopy (EMA) hooks its own blocks
             self.lateral_convs[i].register_forward_hook(partial(self._enhance_lateral, str(i)))
 
+    def forward(self, inputs: Sequence[torch.Tensor]) -> tuple:
+        """FPN's forward; a wrong number of maps is named here (FPN's own assert has no message)."""
+        if len(inputs) != len(self.in_channels):
+            raise ValueError(f'DSFPN got {len(inputs)} feature maps but in_channels has '
+                             f'{len(self.in_channels)} entries; match the backbone out_indices')
+        return super().forward(inputs)
+
     def _enhance_lateral(self, level: str, lateral_conv: nn.Module, args: tuple,
                          lateral: torch.Tensor) -> torch.Tensor:
         """Forward hook of a lateral conv: its (B, C, H_i, W_i) output through the level's block."""
