@@ -15,7 +15,8 @@ from mmvit_hybrid.models import BoTNet
 from mmvit_hybrid.models.backbones import botnet as botnet_module
 from mmvit_hybrid.models.backbones.botnet import BoTBlock
 from mmvit_hybrid.models.layers import RelPosAttention
-from mmvit_hybrid.models.layers.rel_pos_attention import avg_pool_2x2_ceil, resize_rel_pos
+from mmvit_hybrid.models.layers.ceil_pool import ceil_pool2d
+from mmvit_hybrid.models.layers.rel_pos_attention import resize_rel_pos
 from mmvit_hybrid.utils.complexity import count_flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,9 +300,21 @@ def test_rel_pos_attention_auto_picks_matmul_then_sdpa(monkeypatch):
     assert fixed.resolve_impl(100, 10**4) == 'matmul'
 
 
-def test_avg_pool_2x2_ceil_under_inductor_matches_eager_gradients():
+@pytest.mark.parametrize('s', [2, 3])
+@pytest.mark.parametrize('hw', [(6, 6), (7, 5), (1, 4)])
+def test_ceil_pool2d_matches_ceil_mode_pooling(s, hw):
+    """ceil_pool2d (BoTNet's strided attention, VOLO's outlook pooling and resampler) gives the
+    values of torch's ceil-mode average and max pooling, odd edges included (bit for bit at s=2,
+    where the in-bounds fractions are powers of two)."""
+    x = torch.randn(2, 3, *hw)
+    exact = dict(rtol=0, atol=0) if s == 2 else {}
+    torch.testing.assert_close(ceil_pool2d(x, s), F.avg_pool2d(x, s, s, ceil_mode=True), **exact)
+    torch.testing.assert_close(ceil_pool2d(x, s, 'max'), F.max_pool2d(x, s, s, ceil_mode=True), rtol=0, atol=0)
+
+
+def test_ceil_pool2d_under_inductor_matches_eager_gradients():
     """torch 2.13's inductor gets avg_pool2d(ceil_mode=True)'s backward wrong on odd maps (contrast);
-    avg_pool_2x2_ceil equals it in eager and stays right compiled."""
+    ceil_pool2d equals it in eager and stays right compiled."""
     x = torch.randn(2, 3, 6, 5, generator=torch.Generator().manual_seed(6), requires_grad=True)
 
     def value_and_grad(fn):
@@ -317,13 +330,13 @@ def test_avg_pool_2x2_ceil_under_inductor_matches_eager_gradients():
         return F.avg_pool2d(t, 2, 2, ceil_mode=True)
 
     eager_out, eager_grad = value_and_grad(ceil_pool)
-    out, grad = value_and_grad(avg_pool_2x2_ceil)
+    out, grad = value_and_grad(lambda t: ceil_pool2d(t, 2))
     torch.testing.assert_close(out, eager_out)
     torch.testing.assert_close(grad, eager_grad)
     # both poolings in one compiled graph (one forward and one backward compile: inductor's C++
     # build is the cost of this test); each output's gradient taken separately
     torch._dynamo.reset()
-    compiled = torch.compile(lambda t: (avg_pool_2x2_ceil(t), ceil_pool(t)), backend='inductor', fullgraph=True)
+    compiled = torch.compile(lambda t: (ceil_pool2d(t, 2), ceil_pool(t)), backend='inductor', fullgraph=True)
     (out, plain_out), (grad, plain_grad) = zip(*value_and_grad(compiled))
     torch._dynamo.reset()
     torch.testing.assert_close(out, eager_out)

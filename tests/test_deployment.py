@@ -168,8 +168,8 @@ def test_upernet_export(tmp_path, family):
 
 def test_botnet_other_exporter(tmp_path):
     """BoTNet exports on both paths at dynamic sizes: the one the tool does not pick by default."""
-    from mmvit_hybrid.deployment.export import EXPORTERS
-    other = {'dynamo': 'torchscript', 'torchscript': 'dynamo'}[EXPORTERS['BoTNet'][0]]
+    from mmvit_hybrid.models import BoTNet
+    other = {'dynamo': 'torchscript', 'torchscript': 'dynamo'}[BoTNet.onnx_exporter[0]]
     export_and_check(tmp_path, write_config(tmp_path, 'botnet', 'cls'), extra=('--exporter', other))
 
 

@@ -6,13 +6,8 @@ The exported graph takes the *preprocessed* image (normalised, RGB/BGR as the co
 ``data_preprocessor``), shape (B, 3, H, W); the normalisation is written next to the model
 (``FILE.json``) for the runtime to apply.
 
-Exporter per backbone (:data:`EXPORTERS`; ``exporter='auto'``). Both exporters were tried on every
-family here (docs/deployment.md lists what was measured):
-
-* ``dynamo`` (torch 2.13's default, ``torch.export`` + onnxscript) for DS-Net, DMFormer and VOLO: plain
-  convs, interpolations and SDPA, traced with symbolic H/W; shape-dependent Python code becomes
-  guards or fails loudly instead of being silently baked in.
-* ``torchscript`` (``dynamo=False``) for BoTNet (``dynamo`` works too). See the table's reasons.
+Each backbone names its exporter (``onnx_exporter``, for ``exporter='auto'``) and the smallest input
+an export of it is valid for (``min_export_size``); docs/deployment.md lists what was measured.
 """
 import json
 import os
@@ -28,20 +23,6 @@ SCOPES = {'mmpretrain': 'classifier', 'mmseg': 'segmentor', 'mmdet': 'detector'}
 #: opsets the exporters are run with here
 OPSETS = {'torchscript': (13, 20), 'dynamo': (18, 23)}
 DEFAULT_OPSET = 18
-
-#: backbone type -> (exporter, why)
-EXPORTERS = {
-    'DSNet': ('dynamo', 'convs, bilinear interpolation and SDPA trace symbolically; the dynamo graph '
-                        'matched PyTorch at every size tried'),
-    'DMFormer': ('dynamo', 'convs (dilated depthwise) and global pooling only; the dynamo graph matched '
-                           'PyTorch at every size tried'),
-    'VOLO': ('dynamo', 'the fused outlook op translates through custom_translation_table; torch.export '
-                       'keeps the stem/pooling arithmetic symbolic (the TorchScript trace bakes the outlook '
-                       'attention reshape at the export size)'),
-    'BoTNet': ('torchscript', 'the relative-position attention exports through its explicit matmul path on both '
-                              'exporters (both checked at two sizes); the TorchScript one exports in a few seconds'),
-}
-
 
 class ExportError(ValueError):
     """A user-facing export problem (bad config, checkpoint, shape or model type)."""
@@ -121,7 +102,7 @@ def load_checkpoint(model: nn.Module, checkpoint: str) -> None:
     checkpoint of another model gets an error with the differing keys and shapes."""
     from mmengine.runner import CheckpointLoader
 
-    from mmvit_hybrid.engine.hooks.checkpoint_match_hook import KNOWN_FORMATS
+    from mmvit_hybrid.models.backbones.base_backbone import third_party_format
 
     if not osp.isfile(checkpoint):
         raise ExportError(f'checkpoint file {checkpoint!r} does not exist')
@@ -140,8 +121,8 @@ def load_checkpoint(model: nn.Module, checkpoint: str) -> None:
                   for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
         backbone = getattr(model, 'backbone', None)
-        what = next((f' It looks like {desc}: convert it with {conv}.' for desc, test, conv in KNOWN_FORMATS
-                     if test(list(state))), '')
+        known = third_party_format(list(state))
+        what = f' It looks like {known[0]}: convert it with {known[1]}.' if known else ''
         raise ExportError(
             f'checkpoint {checkpoint!r} is not a checkpoint of this model ({type(model).__name__} with '
             f'{type(backbone).__name__} backbone): {len(missing)} missing keys (e.g. {missing[:3]}), '
@@ -151,25 +132,15 @@ def load_checkpoint(model: nn.Module, checkpoint: str) -> None:
 
 
 def min_input_size(model: nn.Module, dynamic: bool) -> int:
-    """The smallest H and W the exported model is valid for.
+    """The smallest H and W the exported model is valid for: the backbone's ``min_export_size``
+    (32 for a backbone from outside this package).
 
-    Each backbone's own minimum (``min_input_size``: DS-Net/DMFormer 32, VOLO 16; a dynamic dense
-    VOLO with a stride-32 output 32). BoTNet: 33 (at 32 and below the c5 attention map is a single
-    pixel; exports there were not checked). DS-Net, dynamic: the global stream of
-    stage i runs on ``max(h_i // s_i, 1)`` tokens; the graph keeps ``h_i // s_i``, valid while it
-    is at least 1, i.e. ``H >= 2^(i+2) * s_i`` for every stage (64 with the default strides).
+    Args:
+        model (nn.Module): A built classifier, segmentor or detector.
+        dynamic (bool): Whether H and W stay dynamic.
     """
     backbone = getattr(model, 'backbone', model)
-    name = type(backbone).__name__
-    size = getattr(backbone, 'min_input_size', 32)
-    if name == 'BoTNet':
-        size = 33
-    if name == 'VOLO' and dynamic and max(getattr(backbone, 'out_strides', None) or [16]) >= 32:
-        size = 32  # the stride-32 resampler: torch.export needs H, W >= 31 for its pooling
-    if name == 'DSNet' and dynamic:
-        strides = [blk.global_stride for stage in backbone.stages for blk in stage.blocks[:1]]
-        size = max([size] + [2**(i + 2) * s for i, s in enumerate(strides)])
-    return size
+    return backbone.min_export_size(dynamic) if hasattr(backbone, 'min_export_size') else 32
 
 
 class ExportWrapper(nn.Module):
@@ -225,8 +196,9 @@ def choose_exporter(model: nn.Module, exporter: str) -> Tuple[str, str]:
     """(exporter, reason) for ``exporter`` in ``'auto'``, ``'dynamo'``, ``'torchscript'``."""
     if exporter != 'auto':
         return exporter, 'chosen with --exporter'
-    name = type(getattr(model, 'backbone', model)).__name__
-    return EXPORTERS.get(name, ('dynamo', f'{name} is not one of this package\'s backbones: torch\'s default'))
+    backbone = getattr(model, 'backbone', model)
+    name = type(backbone).__name__
+    return getattr(backbone, 'onnx_exporter', ('dynamo', f"{name} is not one of this package's backbones: torch's default"))
 
 
 def capture_program(wrapper: nn.Module, x: torch.Tensor, dynamic_shapes, name: str):
@@ -268,7 +240,7 @@ def export(model: nn.Module, kind: str, shape: Sequence[int], out: str, opset: i
         out (str): Output ``.onnx`` path.
         opset (int): ai.onnx opset. Defaults to 18.
         dynamic (bool): Dynamic H and W. Defaults to False.
-        exporter (str): ``'auto'`` (:data:`EXPORTERS`), ``'dynamo'`` or ``'torchscript'``.
+        exporter (str): ``'auto'`` (the backbone's ``onnx_exporter``), ``'dynamo'`` or ``'torchscript'``.
         batch (int): Batch size of the (fixed) batch axis. Defaults to 1.
 
     Returns:

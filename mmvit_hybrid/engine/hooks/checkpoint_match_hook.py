@@ -1,28 +1,9 @@
 """Refuse a ``load_from``/``--resume`` checkpoint that belongs to another architecture."""
-import re
-
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-# (what the checkpoint looks like, how to recognise its keys, the converter)
-KNOWN_FORMATS = (
-    ('an official sail-sg/volo or timm volo_* checkpoint',
-     lambda keys: any(k.startswith('network.') for k in keys)
-     and any(k.startswith('patch_embed.conv.') for k in keys),
-     'python tools/model_converters/volo_to_mmvit.py SRC DST, then use DST with a VOLO config'),
-    ('a SteveTsui/DS-Net (DeiT layout) or PaddleClas DSNet checkpoint',
-     lambda keys: any(re.match(r'blocks[1-4]\.\d+\.(pos_embed|channel_up|cross_channel_up_sa)\.', k)
-                      for k in keys),
-     'python tools/model_converters/dsnet_to_mmvit.py SRC DST, then use DST with a DS-Net classifier '
-     'config (load_from / tools/test.py) or DST with _backbone before the suffix in a det/seg config '
-     '(init_cfg=dict(type="Pretrained", checkpoint=..., prefix="backbone."))'),
-    ('an ImageNet ResNet checkpoint (torchvision / timm / mmpretrain layout)',
-     lambda keys: any(re.match(r'(backbone\.)?layer4\.\d+\.conv2\.weight$', k) for k in keys)
-     and not any('rel_pos' in k for k in keys),
-     'python tools/model_converters/resnet_to_botnet.py SRC DST --arch 50, then use DST with a '
-     'BoTNet config (init_cfg=dict(type="Pretrained", checkpoint=DST))'),
-)
+from mmvit_hybrid.models.backbones.base_backbone import third_party_format
 
 
 def _strip(key: str) -> str:
@@ -71,7 +52,7 @@ class CheckpointMatchHook(Hook):
         backbone = getattr(model, 'backbone', None)
         arch = f'{type(model).__name__} with a {type(backbone).__name__} backbone' if \
             backbone is not None else type(model).__name__
-        what = next(((desc, conv) for desc, test, conv in KNOWN_FORMATS if test(list(state))), None)
+        what = third_party_format(list(state))
         if what is not None:
             hint = f'It looks like {what[0]}: convert it first with {what[1]}.'
         elif backbone is not None and not any(k.startswith('backbone.') for k in state):

@@ -1,7 +1,9 @@
 """Behaviour every backbone of this package shares: arch tables, ``out_indices``, freezing,
-``norm_eval`` and strict pretrained loading. Not registered; subclasses are."""
-from typing import Dict, List, Sequence, Union
+``norm_eval``, the input check, strict pretrained loading and the per-model facts that tools read
+(converter, ONNX exporter, minimum export size). Not registered; subclasses are."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
@@ -9,26 +11,13 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-# the converter for third-party weights of each backbone, named in the key-mismatch error
-CONVERTERS = {
-    'VOLO': 'official sail-sg/volo or timm volo_* weights with '
-            'python tools/model_converters/volo_to_mmvit.py SRC DST',
-    'BoTNet': 'ImageNet ResNet weights with '
-              'python tools/model_converters/resnet_to_botnet.py SRC DST --arch 50',
-    'DSNet': 'PaddleClas DSNet_*.pdparams or SteveTsui/DS-Net .pth weights with '
-             'python tools/model_converters/dsnet_to_mmvit.py SRC DST (the backbone-only file is '
-             'DST with _backbone before the suffix)',
-    'DMFormer': "no published weights; this package's own ImageNet classifier checkpoint with "
-                'python tools/model_converters/extract_backbone.py SRC DST (the backbone-only file)',
-}
-
-
 class HybridBackbone(BaseModule):
     """Base class of the backbones in this package.
 
     Subclasses set ``arch_zoo`` (name -> dict of per-stage settings) and ``arch_keys`` (the keys a
-    custom arch dict must have), build their layers, then call :meth:`_freeze_stages`. They
-    implement :meth:`frozen_modules`.
+    custom arch dict must have), set ``self.in_channels``, build their layers, then call
+    :meth:`_freeze_stages`. They implement :meth:`frozen_modules` and call :meth:`check_input`
+    first in ``forward``.
 
     Args:
         arch (str | dict): A name in ``arch_zoo`` or a dict with all of ``arch_keys``.
@@ -42,6 +31,17 @@ class HybridBackbone(BaseModule):
     arch_zoo: Dict[str, dict] = {}
     arch_keys: Sequence[str] = ()
     num_stages: int = 4
+    #: smallest input H and W; None: any size
+    min_input_size: Optional[int] = None
+    #: how to get weights that load here, named when a checkpoint does not match
+    converter_hint: str = ("this package's own classifier checkpoint with "
+                           'python tools/model_converters/extract_backbone.py SRC DST (the backbone-only file)')
+    #: (what a third-party checkpoint of this model looks like, the command that converts it), or
+    #: None; :meth:`is_third_party_checkpoint` recognises its keys
+    third_party_format: Optional[Tuple[str, str]] = None
+    #: (``torch.onnx`` exporter, why) for ``tools/deployment/pytorch2onnx.py --exporter auto``
+    onnx_exporter: Tuple[str, str] = ('dynamo', 'convs, interpolations and SDPA trace symbolically; the '
+                                                'dynamo graph matched PyTorch at every size tried')
 
     def __init__(self, arch: Union[str, dict], out_indices, frozen_stages: int, norm_eval: bool,
                  init_cfg=None):
@@ -92,6 +92,41 @@ class HybridBackbone(BaseModule):
         if len(set(resolved)) != len(resolved):
             raise ValueError(f'{type(self).__name__}: duplicate out_indices {list(out_indices)}')
         return sorted(resolved)
+
+    def check_input(self, x: torch.Tensor):
+        """Raise ``ValueError`` unless ``x`` is (B, in_channels, H, W) with H, W >= min_input_size."""
+        name = type(self).__name__
+        if x.dim() != 4:
+            raise ValueError(f'{name} expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'{name} was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
+                             'set in_channels or convert the image')
+        size = self.min_input_size
+        if size is not None and min(x.shape[-2:]) < size:
+            raise ValueError(f'{name} needs inputs of at least {size}x{size}, got {tuple(x.shape[-2:])}; '
+                             'pad or resize the image')
+
+    def min_export_size(self, dynamic: bool) -> int:
+        """Smallest H and W an ONNX export of this backbone is valid for.
+
+        Args:
+            dynamic (bool): Whether the export keeps H and W dynamic.
+        """
+        return self.min_input_size or 1
+
+    @classmethod
+    def is_third_party_checkpoint(cls, keys: Sequence[str]) -> bool:
+        """Whether state-dict ``keys`` have the layout of :attr:`third_party_format`."""
+        return False
+
+    def explain_load_error(self, missing: List[str], mismatched: List[str]) -> str:
+        """Advice appended to a checkpoint mismatch error ('' for none).
+
+        Args:
+            missing (list[str]): Keys of this model the checkpoint lacks.
+            mismatched (list[str]): Keys whose tensors have other shapes in the checkpoint.
+        """
+        return ''
 
     def frozen_modules(self) -> List[nn.Module]:
         """Modules frozen by ``frozen_stages`` (the stem for 0, plus stages 1..k for k)."""
@@ -157,8 +192,11 @@ class HybridBackbone(BaseModule):
         try:
             result = self.load_state_dict(state_dict, strict=False)
         except RuntimeError as err:  # shape mismatches
+            own = self.state_dict()
+            mismatched = [k for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
             raise ValueError(f'{type(self).__name__}: checkpoint {cfg["checkpoint"]} has tensors of other '
-                             f'shapes than this model; check `arch`. {err}') from err
+                             f'shapes than this model; check `arch`. {err}'
+                             + self.explain_load_error([], mismatched)) from err
         fresh = [k for k in result.missing_keys if self.init_only_prefixes and k.startswith(self.init_only_prefixes)]
         missing = [k for k in result.missing_keys if k not in fresh]
         if missing or result.unexpected_keys:
@@ -167,11 +205,25 @@ class HybridBackbone(BaseModule):
                 f'{len(missing)} missing keys (e.g. {missing[:3]}), '
                 f'{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[:3]}). '
                 'Check `arch`, set `prefix` (e.g. "backbone." for a detector or classifier checkpoint), '
-                'or convert third-party weights: '
-                + CONVERTERS.get(type(self).__name__, 'see tools/model_converters/') + '.')
+                f'or convert third-party weights: {self.converter_hint}.' + self.explain_load_error(missing, []))
         if fresh:
             MMLogger.get_current_instance().info(
                 f'{type(self).__name__}: {len(fresh)} tensors not in the checkpoint keep their init '
                 f'({", ".join(self.init_only_prefixes)})')
         MMLogger.get_current_instance().info(
             f'{type(self).__name__}: loaded {len(state_dict)} tensors from {cfg["checkpoint"]}')
+
+
+def third_party_format(keys: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """(description, converter command) of the first backbone whose third-party checkpoint layout
+    ``keys`` have, or None.
+
+    Args:
+        keys (Sequence[str]): State-dict keys of a checkpoint.
+    """
+    classes = list(HybridBackbone.__subclasses__())
+    for cls in classes:
+        classes += cls.__subclasses__()
+        if cls.third_party_format is not None and cls.is_third_party_checkpoint(keys):
+            return cls.third_party_format
+    return None

@@ -42,6 +42,7 @@ BoT50; ``tests/test_botnet.py`` pins these numbers and derives them from mmpretr
 the same depth plus an analytic count of the attention.
 """
 import math
+import re
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -156,6 +157,14 @@ class BoTNet(HybridBackbone):
     }
     stem_channels = 64
     expansion = 4
+    converter_hint = ('ImageNet ResNet weights with '
+                      'python tools/model_converters/resnet_to_botnet.py SRC DST --arch 50')
+    third_party_format = ('an ImageNet ResNet checkpoint (torchvision / timm / mmpretrain layout)',
+                          'python tools/model_converters/resnet_to_botnet.py SRC DST --arch 50, then use DST with a '
+                          'BoTNet config (init_cfg=dict(type="Pretrained", checkpoint=DST))')
+    onnx_exporter = ('torchscript', 'the relative-position attention exports through its explicit matmul path on '
+                                    'both exporters (both checked at two sizes); the TorchScript one exports in a '
+                                    'few seconds')
 
     def __init__(self,
                  arch: Union[str, dict] = '50',
@@ -263,27 +272,32 @@ class BoTNet(HybridBackbone):
             elif isinstance(module, BoTBlock) and self.zero_init_residual:
                 constant_init(module.norm3, 0)
 
-    def load_pretrained(self, cfg: dict):
-        """Strict loading; a plain ResNet checkpoint gets an error that names the converter."""
-        try:
-            super().load_pretrained(cfg)
-        except ValueError as err:
-            if 'other shapes' in str(err) and 'rel_pos' in str(err):
-                raise ValueError(
-                    f'{err}\nBoTNet: the relative-position tables of this checkpoint are sized for another '
+    @classmethod
+    def is_third_party_checkpoint(cls, keys) -> bool:
+        """ResNet's ``layer4`` 3x3 convs, no relative-position tables."""
+        return any(re.match(r'(backbone\.)?layer4\.\d+\.conv2\.weight$', k) for k in keys) \
+            and not any('rel_pos' in k for k in keys)
+
+    def min_export_size(self, dynamic: bool) -> int:
+        """33: at 32 and below the c5 attention map is a single pixel (exports there were not checked)."""
+        return 33
+
+    def explain_load_error(self, missing, mismatched) -> str:
+        """Tables of another ``img_size``, or a ResNet checkpoint without the attention layers."""
+        if any('rel_pos' in k for k in mismatched):
+            return (f'\nBoTNet: the relative-position tables of this checkpoint are sized for another '
                     f'img_size than {self.img_size}: set img_size to the size it was trained at (other '
-                    'input sizes still work, the tables are resampled at run time).') from err
-            if 'missing keys' in str(err) and 'conv2.qkv' in str(err):
-                raise ValueError(
-                    f'{err}\nBoTNet: the attention layers are missing from this checkpoint: if it is an ImageNet '
+                    'input sizes still work, the tables are resampled at run time).')
+        if any('conv2.qkv' in k for k in missing):
+            return ('\nBoTNet: the attention layers are missing from this checkpoint: if it is an ImageNet '
                     'ResNet, convert it first with `python tools/model_converters/resnet_to_botnet.py SRC DST '
                     f'--arch ARCH --img-size {self.img_size[0]} {self.img_size[1]}` (copies every conv layer, '
-                    'reports the newly initialised attention layers) and point `checkpoint` at DST.') from err
-            raise
+                    'reports the newly initialised attention layers) and point `checkpoint` at DST.')
+        return ''
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, C_in, H, W) -> tuple of (B, 256 * 2^i, ~H / stride_i, ~W / stride_i) for out_indices."""
-        self._check_input(x)
+        self.check_input(x)
         x = self.maxpool(self.relu(self.norm1(self.conv1(x))))
         outs = []
         for i, name in enumerate(self.res_layers):
@@ -292,12 +306,9 @@ class BoTNet(HybridBackbone):
                 outs.append(x)
         return tuple(outs)
 
-    def _check_input(self, x: torch.Tensor):
-        if x.dim() != 4:
-            raise ValueError(f'BoTNet expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'BoTNet was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
-                             'set in_channels or convert the image')
+    def check_input(self, x: torch.Tensor):
+        """The base check, and with ``fixed_input_size`` the size the tables were built for."""
+        super().check_input(x)
         if self.fixed_input_size and tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(
                 f'BoTNet(fixed_input_size=True) was built for {self.img_size[0]}x{self.img_size[1]} inputs '

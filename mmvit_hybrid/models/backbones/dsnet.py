@@ -22,6 +22,7 @@ where they are more specific, the public implementations that carry the same mod
   ``'per_stage'``: configs/dsnet/README.md.
 * The reference asserts a fixed input size; that assert is not here: any size works.
 """
+import re
 from collections import OrderedDict
 from typing import Sequence, Tuple, Union
 
@@ -75,6 +76,14 @@ class DSNet(HybridBackbone):
     }
     min_input_size = 32
     drop_path_schedules = ('linear', 'per_stage')
+    converter_hint = ('PaddleClas DSNet_*.pdparams or SteveTsui/DS-Net .pth weights with '
+                      'python tools/model_converters/dsnet_to_mmvit.py SRC DST (the backbone-only file is '
+                      'DST with _backbone before the suffix)')
+    third_party_format = (
+        'a SteveTsui/DS-Net (DeiT layout) or PaddleClas DSNet checkpoint',
+        'python tools/model_converters/dsnet_to_mmvit.py SRC DST, then use DST with a DS-Net classifier '
+        'config (load_from / tools/test.py) or DST with _backbone before the suffix in a det/seg config '
+        '(init_cfg=dict(type="Pretrained", checkpoint=..., prefix="backbone."))')
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -143,6 +152,19 @@ class DSNet(HybridBackbone):
             modules.append(self.norm)
         return modules
 
+    @classmethod
+    def is_third_party_checkpoint(cls, keys) -> bool:
+        """The reference's ``blocks1`` .. ``blocks4`` with ``pos_embed``/``channel_up`` layers."""
+        return any(re.match(r'blocks[1-4]\.\d+\.(pos_embed|channel_up|cross_channel_up_sa)\.', k) for k in keys)
+
+    def min_export_size(self, dynamic: bool) -> int:
+        """32; with dynamic H/W the graph keeps stage i's global grid ``h_i // s_i`` (the eager
+        model's ``max(h_i // s_i, 1)``), valid while ``H >= 2^(i+2) * s_i`` (64 by default)."""
+        if not dynamic:
+            return self.min_input_size
+        strides = [stage.blocks[0].global_stride for stage in self.stages]
+        return max([self.min_input_size] + [2**(i + 2) * s for i, s in enumerate(strides)])
+
     def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise') -> Tuple[int, int]:
         """``(layer_id, num_layers)`` of a parameter for layer-wise lr decay (mmpretrain's
         ``get_layer_depth`` interface; the rate is ``decay ** (num_layers - layer_id - 1)``).
@@ -173,14 +195,7 @@ class DSNet(HybridBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, C_in, H, W) -> tuple of (B, embed_dims[i], H / 2^(i+2), W / 2^(i+2)) for out_indices."""
-        if x.dim() != 4:
-            raise ValueError(f'DSNet expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
-        if x.shape[-1] < self.min_input_size or x.shape[-2] < self.min_input_size:
-            raise ValueError(f'DSNet needs inputs of at least {self.min_input_size}x{self.min_input_size} '
-                             f'(total stride 32), got {tuple(x.shape[-2:])}; pad or resize the image')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'DSNet was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
-                             'set in_channels or convert the image')
+        self.check_input(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)

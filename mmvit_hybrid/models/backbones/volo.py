@@ -23,7 +23,7 @@ stem:
 Dense prediction (``out_type='featmap'``): the outputs of ``out_indices`` (native strides 8, 16,
 16, 16) pass a LayerNorm each and, with ``out_strides``, a simple resampling pyramid (ViTDet's and
 BEiT/mmseg's): a 2x stride reduction is a 2x2 stride-2 transposed conv (``2^k`` x: ``k`` of them,
-norm and GELU between), a 2x increase a 2x2 max-pool (``ceil_mode``). ``out_strides=(4, 8, 16,
+norm and GELU between), a 2x increase a 2x2 max-pool keeping odd edges. ``out_strides=(4, 8, 16,
 32)`` gives FPN/UperNet their pyramid. Inputs of any size >= 16 work (H and W are rounded down to
 the stem's grid like the reference: a 333 x 517 input gives 41 x 64 tokens at stride 8 and
 20 x 32 at stride 16).
@@ -53,6 +53,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_, trunc_norma
 
 from mmvit_hybrid.registry import MODELS
 from ..layers import ClassAttentionBlock, MHSABlock, Outlooker
+from ..layers.ceil_pool import CeilPool2d
 from .base_backbone import HybridBackbone
 from .layer_depth import check_decay_type, strip_prefix
 
@@ -132,6 +133,13 @@ class VOLO(HybridBackbone):
     out_types = ('featmap', 'cls_and_tokens')
     native_strides = (8, 16, 16, 16)
     min_input_size = 16
+    converter_hint = ('official sail-sg/volo or timm volo_* weights with '
+                      'python tools/model_converters/volo_to_mmvit.py SRC DST')
+    third_party_format = ('an official sail-sg/volo or timm volo_* checkpoint',
+                          'python tools/model_converters/volo_to_mmvit.py SRC DST, then use DST with a VOLO config')
+    onnx_exporter = ('dynamo', 'the fused outlook op translates through custom_translation_table; torch.export '
+                               'keeps the stem/pooling arithmetic symbolic (the TorchScript trace bakes the outlook '
+                               'attention reshape at the export size)')
     # parameters that exist only in one mode; a checkpoint of the other mode lacks or adds them
     cls_only_prefixes = ('cls_token', 'cls_blocks.', 'norm.')
     featmap_only_prefixes = ('out_norms.', 'resamplers.')
@@ -166,9 +174,6 @@ class VOLO(HybridBackbone):
         if len(set(embed_dims[1:])) != 1 or len(set(num_heads[1:])) != 1:
             raise ValueError(f'VOLO: stages 1-3 share one resolution and width, so embed_dims[1:] and '
                              f'num_heads[1:] must be equal, got embed_dims={embed_dims}, num_heads={num_heads}')
-        for dims, heads in zip(embed_dims[:2], num_heads[:2]):
-            if dims % heads:
-                raise ValueError(f'VOLO: num_heads {heads} must divide embed_dims {dims}')
         if out_type == 'cls_and_tokens':
             if self.out_indices != [3]:
                 raise ValueError(f"VOLO: out_type='cls_and_tokens' returns the last stage only; set "
@@ -255,7 +260,7 @@ class VOLO(HybridBackbone):
     def _build_resampler(channels: int, native: int, target: int, norm_cfg: dict) -> nn.Module:
         """2^k x upsampling by k 2x2 transposed convs (norm + GELU between), or max-pooling."""
         if target > native:
-            return nn.MaxPool2d(target // native, ceil_mode=True)
+            return CeilPool2d(target // native, 'max')
         steps = (native // target).bit_length() - 1
         layers = [ConvModule(channels, channels, 2, stride=2, conv_cfg=dict(type='deconv'), norm_cfg=norm_cfg,
                              act_cfg=dict(type='GELU')) for _ in range(steps - 1)]
@@ -270,6 +275,15 @@ class VOLO(HybridBackbone):
         if self.out_type == 'featmap':
             modules += [self.out_norms[str(i)] for i in self.out_indices if i < self.frozen_stages]
         return modules
+
+    @classmethod
+    def is_third_party_checkpoint(cls, keys) -> bool:
+        """The reference's ``patch_embed.conv`` stem and ``network`` stages."""
+        return any(k.startswith('network.') for k in keys) and any(k.startswith('patch_embed.conv.') for k in keys)
+
+    def min_export_size(self, dynamic: bool) -> int:
+        """16; 32 with dynamic H/W and a stride-32 output (torch.export needs H, W >= 31 for its pooling)."""
+        return 32 if dynamic and max(self.out_strides) >= 32 else self.min_input_size
 
     def _freeze_stages(self):
         super()._freeze_stages()
@@ -333,16 +347,6 @@ class VOLO(HybridBackbone):
         """The position embedding for an (h, w) token grid: (1, h, w, C)."""
         return resize_pos_embed(self.pos_embed, hw)
 
-    def _check_input(self, x: torch.Tensor):
-        if x.dim() != 4:
-            raise ValueError(f'VOLO expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'VOLO was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
-                             'set in_channels or convert the image')
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(f'VOLO needs inputs of at least {self.min_input_size}x{self.min_input_size} '
-                             f'(stride 16 tokens), got {tuple(x.shape[-2:])}; pad or resize the image')
-
     def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
         """``self.patch_embed`` (stem and patch projection): (B, C_in, H, W) -> (B, C0, H/8, W/8).
 
@@ -362,7 +366,7 @@ class VOLO(HybridBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``'featmap'``: (B, C_in, H, W) -> tuple of (B, embed_dims[i], H / s_i, W / s_i) for the
         out indices and out strides; ``'cls_and_tokens'``: -> ((B, C), (B, C, H/16, W/16))."""
-        self._check_input(x)
+        self.check_input(x)
         # contiguous channels-last tokens: a permuted view would make every residual sum inherit its
         # strides, and each LayerNorm / Linear of the blocks would then copy its input first
         x = self.embed_patches(x).permute(0, 2, 3, 1).contiguous()  # (B, C0, H/8, W/8) -> (B, H/8, W/8, C0)

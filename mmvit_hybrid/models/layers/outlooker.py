@@ -7,13 +7,12 @@ names follow them so that their checkpoints convert key by key
 (``tools/model_converters/volo_to_mmvit.py``). The ``fold(attn @ unfold(v))`` core runs in
 :func:`mmvit_hybrid.ops.outlook_attention` (fused kernels, unfold/fold reference as fallback).
 """
-import math
-
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmvit_hybrid.ops import outlook_attention
+from .ceil_pool import ceil_pool2d
 from .prenorm_block import PreNormBlock
 
 
@@ -63,15 +62,14 @@ class OutlookAttention(BaseModule):
         self.attn_drop = nn.Dropout(attn_drop_rate)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
-        self.pool = nn.AvgPool2d(kernel_size=stride, stride=stride, ceil_mode=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
         B, H, W, C = x.shape
         K2 = self.kernel_size**2
         value = self.v(x).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
-        Ho, Wo = math.ceil(H / self.stride), math.ceil(W / self.stride)
-        pooled = self.pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, Ho, Wo, C)
+        pooled = ceil_pool2d(x.permute(0, 3, 1, 2), self.stride).permute(0, 2, 3, 1)  # (B, Ho, Wo, C)
+        Ho, Wo = pooled.shape[1:3]  # ceil(H / stride), ceil(W / stride)
         attn = self.attn(pooled).reshape(B, Ho, Wo, self.num_heads, K2, K2)  # rows: written, cols: read
         attn = attn.permute(0, 3, 1, 2, 4, 5)  # (B, heads, Ho, Wo, K*K, K*K)
         attn = self.attn_drop((attn * self.scale).softmax(dim=-1))

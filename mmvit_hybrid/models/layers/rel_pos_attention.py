@@ -27,7 +27,8 @@ Two implementations of the same function (``attn_impl``):
 
 ``'auto'`` (default) runs ``'matmul'`` while the logits hold at most :attr:`auto_max_logits`
 elements (2^24, 64 MiB of float32: e.g. four 32 x 32 maps) and ``'sdpa'`` above (the 64 x 64 maps
-of the 1024 x 1024 detection canvas); ``benchmarks/botnet_attention.py`` measures both.
+of the 1024 x 1024 detection canvas), and ``'matmul'`` in an ONNX export (one graph for every
+size); ``benchmarks/botnet_attention.py`` measures both.
 
 Any input size: with ``fixed_input_size=False`` (default) the tables are resampled to the map's
 size by linear interpolation along the offset axis (``align_corners=True``: offset 0 and the
@@ -41,6 +42,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
+
+from .ceil_pool import ceil_pool2d
 
 
 def resize_rel_pos(table: torch.Tensor, size: int) -> torch.Tensor:
@@ -70,28 +73,12 @@ def rel_to_abs_table(table: torch.Tensor, size: int) -> torch.Tensor:
     return table[index]
 
 
-def avg_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
-    """2x2, stride-2 average pooling that keeps odd edges: (B, C, H, W) -> (B, C, ceil(H/2),
-    ceil(W/2)), each output the mean of its in-bounds inputs (``avg_pool2d(ceil_mode=True)``'s
-    values, the size of the stride-2 1x1 conv shortcut).
-
-    Written as zero-padding to even size, divided by the in-bounds fraction of each window:
-    inductor (torch 2.13) computes the backward of ``avg_pool2d(ceil_mode=True)`` with divisor 4
-    on odd maps (``tests/test_botnet.py`` shows it).
-    """
-    H, W = x.shape[-2:]
-    pad = (0, W % 2, 0, H % 2)
-    window_mean = F.avg_pool2d(F.pad(x, pad), 2)  # (sum of the in-bounds elements) / 4
-    in_bounds = F.avg_pool2d(F.pad(x.new_ones(1, 1, H, W), pad), 2)  # (in-bounds elements) / 4
-    return window_mean / in_bounds
-
-
 class RelPosAttention(BaseModule):
     """Multi-head self-attention over a (B, C, H, W) map with 2-D relative position logits.
 
     No output projection (BoTNet's following BN and 1x1 conv play that role); with ``stride=2``
     a 2x2 average pooling follows the attention (odd maps give ceil(H / 2), see
-    :func:`avg_pool_2x2_ceil`).
+    :func:`~.ceil_pool.ceil_pool2d`).
 
     Args:
         embed_dims (int): Input and output channels C; each head has C / num_heads.
@@ -188,9 +175,12 @@ class RelPosAttention(BaseModule):
         return logits_h.reshape(B, heads, N, height), logits_w.reshape(B, heads, N, width)
 
     def resolve_impl(self, batch: int, num_tokens: int) -> str:
-        """The implementation ``forward`` uses for a batch of ``num_tokens``-token maps."""
+        """The implementation ``forward`` uses for a batch of ``num_tokens``-token maps; ``'auto'``
+        exports as ``'matmul'`` (a comparison of the traced size would fix the choice in the graph)."""
         if self.attn_impl != 'auto':
             return self.attn_impl
+        if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+            return 'matmul'
         fits = batch * self.num_heads * num_tokens * num_tokens <= self.auto_max_logits
         return 'matmul' if fits else 'sdpa'
 
@@ -211,7 +201,7 @@ class RelPosAttention(BaseModule):
             logits = logits + logits_h.unsqueeze(-1) + logits_w.unsqueeze(-2)
             out = logits.view(B, heads, N, N).softmax(dim=-1) @ v
         out = out.transpose(-1, -2).reshape(B, C, H, W)  # (B, heads, N, d) -> (B, heads, d, N) -> (B, C, H, W)
-        return avg_pool_2x2_ceil(out) if self.stride == 2 else out
+        return ceil_pool2d(out, 2) if self.stride == 2 else out
 
     @staticmethod
     def fused_attention(q, k, v, logits_h, logits_w, height: int, width: int) -> torch.Tensor:
