@@ -633,3 +633,17 @@ def test_botnet_builds_from_mmdet_mmseg_mmpretrain_registries():
     for registry in (DET, SEG, CLS):
         model = registry.build(dict(type='BoTNet', arch=TINY, num_attn_blocks=1, out_indices=(3, )))
         assert isinstance(model, BoTNet) and model.out_channels == [2048]
+
+
+def test_pretrained_mismatch_explains_botnet_causes(tmp_path):
+    """A checkpoint without the attention layers names the ResNet converter; one with tables of
+    another img_size says to set img_size."""
+    state = tiny_botnet().state_dict()
+    no_attn = tmp_path / 'resnet_like.pth'
+    torch.save({k: v for k, v in state.items() if 'conv2.qkv' not in k and 'rel_pos' not in k}, no_attn)
+    other_size = tmp_path / 'img96.pth'
+    torch.save(tiny_botnet(img_size=96).state_dict(), other_size)
+    for path, advice in [(no_attn, 'the attention layers are missing from this checkpoint'),
+                         (other_size, 'sized for another img_size than (64, 64)')]:
+        with pytest.raises(ValueError, match=re.escape(advice)):
+            tiny_botnet(init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
