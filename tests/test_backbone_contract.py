@@ -44,16 +44,6 @@ def test_out_indices_shapes_and_channels(row, out_indices, stages):
 
 
 @ROWS
-def test_checkpoint_keys_do_not_depend_on_out_indices(row):
-    """A classifier's checkpoint (last stage only) loads into a detector's backbone (all stages):
-    the keys differ at most in the layers a checkpoint may lack (``init_only_prefixes``)."""
-    def keys(model):
-        return {k for k in model.state_dict() if not k.startswith(model.init_only_prefixes)}
-
-    assert keys(row.build()) == keys(row.build(out_indices=(3, )))
-
-
-@ROWS
 @pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2, 3, 4])
 def test_frozen_stages(row, frozen_stages):
     """Frozen: no gradient, eval mode after ``.train()``, no change in a training step (weights and
@@ -142,14 +132,19 @@ def randomised_state(model):
 
 
 @ROWS
-def test_pretrained_with_prefix_round_trips(row, tmp_path):
-    state = randomised_state(row.build())
-    ckpt = tmp_path / 'det.pth'
-    torch.save({'state_dict': {f'backbone.{k}': v for k, v in state.items()}, 'meta': {}}, ckpt)
+def test_pretrained_with_prefix_loads_a_classifier_checkpoint(row, tmp_path):
+    """A classifier's checkpoint (a backbone returning the last stage, and a head) loads into a
+    detector's backbone (all stages): every tensor under the prefix arrives unchanged, the rest of
+    the file is ignored, and only the layers a checkpoint may lack (``init_only_prefixes``) keep
+    their init."""
+    state = randomised_state(row.build(out_indices=(3, )))
+    ckpt = tmp_path / 'cls.pth'
+    torch.save({'state_dict': {**{f'backbone.{k}': v for k, v in state.items()},
+                               'head.fc.weight': torch.zeros(10, row.channels[3])}, 'meta': {}}, ckpt)
     model = row.build(init_cfg=dict(type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
     model.init_weights()
     loaded = model.state_dict()
-    assert loaded.keys() == state.keys()
+    assert all(k.startswith(model.init_only_prefixes) for k in loaded.keys() - state.keys())
     for k, v in state.items():
         assert torch.equal(loaded[k], v), k
 
