@@ -5,13 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvit_hybrid.models import DMFormer
 from mmvit_hybrid.models.backbones import dmformer as dmformer_module
 from mmvit_hybrid.models.backbones.dmformer import DMFormerBlock
-from mmvit_hybrid.models.layers import DMA
+from mmvit_hybrid.models.layers import DMA, DMAAblation
 from mmvit_hybrid.utils.complexity import count_flops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,17 +143,20 @@ def test_dmformer_params_and_flops(arch):
     assert lo_m <= macs <= hi_m
 
 
-@pytest.mark.parametrize('kwargs', [dict(gate='level'), dict(gate='static', expand_ratio=None),
-                                    dict(gate='none', expand_ratio=1.5, kernel_sizes=(5, 3), dilations=(1, 1)),
-                                    dict(gate='se', gate_reduction=2, mlp_ratio=3)])
-def test_dmformer_ablation_counts_match_analytic(kwargs):
-    """The analytic count also holds for the ablation switches (meta device)."""
+@pytest.mark.parametrize('mixer_cfg, mlp_ratio', [
+    (dict(type='DMAAblation', gate='level'), 4),
+    (dict(type='DMAAblation', gate='static', expand_ratio=None), 4),
+    (dict(type='DMAAblation', gate='none', expand_ratio=1.5, kernel_sizes=(5, 3), dilations=(1, 1)), 4),
+    (dict(type='DMA', gate_reduction=2), 3)])
+def test_dmformer_ablation_counts_match_analytic(mixer_cfg, mlp_ratio):
+    """The analytic count also holds for the ablation mixers (meta device)."""
     arch = dict(embed_dims=(32, 64, 96, 128), depths=(1, 2, 1, 1))
     with torch.device('meta'):
-        model = DMFormer(arch=arch, out_indices=(3, ), **kwargs)
+        model = DMFormer(arch=arch, out_indices=(3, ), mixer_cfg=mixer_cfg, mlp_ratio=mlp_ratio)
     params = sum(p.numel() for p in model.parameters()) + 128 * 1000 + 1000
     macs = count_flops(model, (1, 3, 224, 224)) // 2 + 128 * 1000
-    assert (params, macs) == analytic_count(arch['embed_dims'], arch['depths'], **kwargs)
+    count_args = {k: v for k, v in mixer_cfg.items() if k != 'type'}
+    assert (params, macs) == analytic_count(arch['embed_dims'], arch['depths'], mlp_ratio=mlp_ratio, **count_args)
 
 
 @pytest.mark.parametrize('doc', ['docstring', 'readme'])
@@ -169,12 +171,13 @@ def test_dmformer_documented_numbers_match_measured(doc):
 
 
 def test_dmformer_every_parameter_gets_gradient():
-    for kwargs in [dict(), dict(gate='level'), dict(gate='static', gate_act='softmax'),
-                   dict(gate='none', expand_ratio=None)]:
-        model = tiny_dmformer(drop_path_rate=0., **kwargs).train()
+    for mixer_cfg in [dict(type='DMA'), dict(type='DMAAblation', gate='level'),
+                      dict(type='DMAAblation', gate='static', gate_act='softmax'),
+                      dict(type='DMAAblation', gate='none', expand_ratio=None)]:
+        model = tiny_dmformer(drop_path_rate=0., mixer_cfg=mixer_cfg).train()
         random_projection_loss(model(torch.rand(2, 3, 64, 64))).backward()
         without_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-        assert not without_grad, (kwargs, without_grad)
+        assert not without_grad, (mixer_cfg, without_grad)
 
 
 def test_dmformer_out_indices_subset_and_negative():
@@ -268,103 +271,38 @@ def test_dmformer_with_cp_same_output_and_grads(checkpoint_calls):
         torch.testing.assert_close(p_ref.grad, p_cp.grad, msg=name)
 
 
-def randomise(module):
-    """Non-trivial weights everywhere (the default init leaves biases at 0)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0, 0.3)
-    return module
-
-
-def dw_levels(u, dma, levels):
-    """The depthwise level outputs, written with F.conv2d."""
-    return [F.conv2d(u, conv.weight, conv.bias, padding=d * (k - 1) // 2, dilation=d, groups=u.shape[1])
-            for conv, (k, d) in zip(dma.levels, levels)]
-
-
-def test_dma_matches_documented_formula():
-    """Reading note: V = ReLU(FC(GAP(X))), Attn = Sigmoid(FC(V)), Output = Attn * Conv1x1(X'), with
-    X' = sum_i DWConv_i(GELU(ExpandConv(X))) (v1's expand conv), computed by hand."""
-    dma = randomise(DMA(32, expand_ratio=1.5, kernel_sizes=(3, 5), dilations=(1, 2))).eval()
-    x = torch.rand(2, 32, 11, 14)
-    u = F.gelu(F.conv2d(x, dma.expand.conv.weight, dma.expand.conv.bias))  # (2, 48, 11, 14)
-    assert u.shape[1] == 48 and dma.levels[0].groups == 48
-    fused = sum(dw_levels(u, dma, [(3, 1), (5, 2)]))
-    out = F.conv2d(fused, dma.proj_out.weight, dma.proj_out.bias)  # back to 32 channels
-    gap = x.mean(dim=(2, 3))  # GAP of the mixer input, (B, C)
-    v = F.relu(gap @ dma.se.fc1.weight.flatten(1).T + dma.se.fc1.bias)
-    attn = torch.sigmoid(v @ dma.se.fc2.weight.flatten(1).T + dma.se.fc2.bias)  # (B, C)
-    torch.testing.assert_close(dma(x), attn[:, :, None, None] * out, rtol=1e-5, atol=1e-5)
-    assert dma.se.fc1.out_channels == 16  # max(32 // 4, 16)
-    # one value per sample and channel, the same at every position
-    torch.testing.assert_close(dma.gate_weights(x), attn[:, :, None, None])
-    # without the expand conv the levels run on x itself
-    plain = randomise(DMA(32, expand_ratio=None, kernel_sizes=(3, ), dilations=(2, ))).eval()
-    assert plain.expand is None
-    expected = F.conv2d(dw_levels(x, plain, [(3, 2)])[0], plain.proj_out.weight, plain.proj_out.bias)
-    torch.testing.assert_close(plain(x), plain.gate_weights(x) * expected, rtol=1e-5, atol=1e-5)
-
-
-def test_dma_level_gate_ablation_matches_earlier_formula():
-    """gate='level': proj_out(sum_i a_i * DWConv_i(u)), a = sigmoid(FC(ReLU(FC(GAP(u))))) per level
-    and channel; with expand_ratio=1 this is the earlier DMA."""
-    dma = randomise(DMA(32, expand_ratio=1, kernel_sizes=(3, 5), dilations=(1, 2), gate='level')).eval()
-    x = torch.rand(2, 32, 11, 14)
-    u = F.gelu(F.conv2d(x, dma.expand.conv.weight, dma.expand.conv.bias))
-    pooled = u.mean(dim=(2, 3))  # (B, C)
-    hidden = F.relu(pooled @ dma.level_gate.fc1.weight.flatten(1).T + dma.level_gate.fc1.bias)
-    a = torch.sigmoid(hidden @ dma.level_gate.fc2.weight.flatten(1).T + dma.level_gate.fc2.bias).view(2, 2, 32)
-    fused = sum(a[:, i, :, None, None] * level for i, level in enumerate(dw_levels(u, dma, [(3, 1), (5, 2)])))
-    expected = F.conv2d(fused, dma.proj_out.weight, dma.proj_out.bias)
-    torch.testing.assert_close(dma(x), expected, rtol=1e-5, atol=1e-5)
-    # gate='none': the same dataflow with all level weights 1
-    none = DMA(32, expand_ratio=1, gate='none', kernel_sizes=(3, 5), dilations=(1, 2)).eval()
-    none.load_state_dict({k: v for k, v in dma.state_dict().items() if 'level_gate' not in k})
-    fused = sum(dw_levels(u, dma, [(3, 1), (5, 2)]))
-    torch.testing.assert_close(none(x), F.conv2d(fused, dma.proj_out.weight, dma.proj_out.bias), rtol=1e-5, atol=1e-5)
-    assert none.gate_weights(x) is None
-
-
-def test_dma_gates_depend_on_input_static_does_not():
-    x = torch.rand(2, 64, 9, 13)
-    x[1] = x[1] * 3 - 1  # a different input in the second sample
-    se = DMA(64)
-    weights = se.gate_weights(x)
-    assert weights.shape == (2, 64, 1, 1) and (weights[0] - weights[1]).abs().max() > 1e-4
-    level = DMA(64, gate='level')
-    weights = level.gate_weights(x)
-    assert weights.shape == (2, 3, 128, 1, 1)
-    assert (weights[0] - weights[1]).abs().max() > 1e-4
-    static = DMA(64, gate='static')
-    with torch.no_grad():
-        static.gate_logits.normal_()  # learned, non-trivial constants
-    weights = static.gate_weights(x)
-    assert weights.shape == (1, 3, 128, 1, 1)
-    torch.testing.assert_close(static.gate_weights(torch.rand(5, 64, 4, 4)), weights, rtol=0, atol=0)
-    assert not hasattr(static, 'level_gate') and not hasattr(static, 'se') and not hasattr(se, 'gate_logits')
-    # softmax normalises over the levels, sigmoid does not
-    softmax = DMA(64, gate='level', gate_act='softmax')
-    torch.testing.assert_close(softmax.gate_weights(x).sum(1), torch.ones(2, 128, 1, 1))
-    assert not torch.allclose(level.gate_weights(x).sum(1), torch.ones(2, 128, 1, 1))
-
-
-def test_dmformer_passes_mixer_arguments_to_every_block():
-    static = tiny_dmformer(gate='static', gate_act='softmax', expand_ratio=3)
-    mixers = [m for m in static.modules() if isinstance(m, DMA)]
-    assert len(mixers) == sum(TINY['depths'])
-    assert all(m.gate_mode == 'static' and m.gate_act == 'softmax' for m in mixers)
+def test_dmformer_passes_mixer_cfg_to_every_block():
+    static = tiny_dmformer(mixer_cfg=dict(type='DMAAblation', gate='static', gate_act='softmax', expand_ratio=3),
+                           act_cfg=dict(type='ReLU'))
+    mixers = [b.mixer for b in static.modules() if isinstance(b, DMFormerBlock)]
+    assert len(mixers) == sum(TINY['depths']) and all(isinstance(m, DMAAblation) for m in mixers)
+    assert all(m.gate == 'static' and m.gate_act == 'softmax' for m in mixers)
+    assert [m.embed_dims for m in mixers] == list(TINY['embed_dims'])
     assert [m.hidden_dims for m in mixers] == [3 * c for c in TINY['embed_dims']]
+    assert all(isinstance(m.expand.act, nn.ReLU) for m in mixers)  # the backbone's act_cfg by default
     assert not any('.se.' in n or 'level_gate' in n for n, _ in static.named_parameters())
     assert sum('gate_logits' in n for n, _ in static.named_parameters()) == len(mixers)
     default = tiny_dmformer()
-    assert all(m.gate_mode == 'se' and m.hidden_dims == 2 * m.embed_dims
-               for m in default.modules() if isinstance(m, DMA))
+    mixers = [b.mixer for b in default.modules() if isinstance(b, DMFormerBlock)]
+    assert all(type(m) is DMA and m.hidden_dims == 2 * m.embed_dims for m in mixers)
+    assert all(isinstance(m.expand.act, nn.GELU) for m in mixers)
+    # the mixer's own act_cfg wins over the backbone's
+    mixed = tiny_dmformer(mixer_cfg=dict(type='DMA', act_cfg=dict(type='SiLU')), act_cfg=dict(type='ReLU'))
+    assert isinstance(mixed.stages[0].blocks[0].mixer.expand.act, nn.SiLU)
+    assert isinstance(mixed.stages[0].blocks[0].mlp.act, nn.ReLU)
+
+
+def test_dmformer_default_mixer_state_dict_keys():
+    """The parameter names of DMFormer with the default mixer, which every checkpoint uses."""
+    block = {k for k in tiny_dmformer().state_dict() if k.startswith('stages.1.blocks.0.mixer.')}
+    names = ['expand.conv', 'levels.0', 'levels.1', 'levels.2', 'proj_out', 'se.fc1', 'se.fc2']
+    assert block == {f'stages.1.blocks.0.mixer.{n}.{w}' for n in names for w in ('weight', 'bias')}
 
 
 @pytest.mark.parametrize('kernel_sizes, dilations', [((7, ), (1, )), ((3, 5), (1, 1)),
                                                     ((3, 5, 7), (1, 2, 3)), ((3, 3, 5, 7), (1, 3, 2, 3))])
 def test_dmformer_number_of_levels(kernel_sizes, dilations):
-    model = tiny_dmformer(kernel_sizes=kernel_sizes, dilations=dilations).eval()
+    model = tiny_dmformer(mixer_cfg=dict(type='DMA', kernel_sizes=kernel_sizes, dilations=dilations)).eval()
     num_blocks = sum(TINY['depths'])
     mixers = [m for m in model.modules() if isinstance(m, DMA)]
     assert all(len(m.levels) == len(kernel_sizes) for m in mixers)
@@ -387,17 +325,15 @@ def test_dmformer_number_of_levels(kernel_sizes, dilations):
     (dict(out_indices=(0, -4)), ValueError, 'duplicate'),
     (dict(out_indices=()), TypeError, 'non-empty'),
     (dict(frozen_stages=5), ValueError, 'frozen_stages'),
-    (dict(kernel_sizes=(3, 5), dilations=(1, )), ValueError, 'same, non-zero number'),
-    (dict(kernel_sizes=(), dilations=()), ValueError, 'same, non-zero number'),
-    (dict(kernel_sizes=(3, 4), dilations=(1, 1)), ValueError, 'positive odd'),
-    (dict(dilations=(1, 0, 2)), ValueError, 'dilations must be positive'),
-    (dict(gate='dynamic'), ValueError, "unknown gate 'dynamic'.*'se', 'level', 'static', 'none'.*'level'"),
-    (dict(gate_act='relu'), ValueError, "unknown gate_act 'relu'"),
-    (dict(gate_act='softmax'), ValueError, "gate='se' has none"),
-    (dict(gate='level', gate_act='softmax', kernel_sizes=(5, ), dilations=(1, )), ValueError, 'single level'),
-    (dict(expand_ratio=0), ValueError, 'expand_ratio must be None'),
-    (dict(expand_ratio='2'), ValueError, 'expand_ratio must be None'),
-    (dict(gate_reduction=0), ValueError, 'gate_reduction'),
+    (dict(mixer_cfg=dict(type='DMA', kernel_sizes=(3, 5), dilations=(1, ))), ValueError, 'one odd kernel size per'),
+    (dict(mixer_cfg=dict(type='DMA', kernel_sizes=(), dilations=())), ValueError, 'one odd kernel size per'),
+    (dict(mixer_cfg=dict(type='DMA', kernel_sizes=(3, 4), dilations=(1, 1))), ValueError, 'one odd kernel size'),
+    (dict(mixer_cfg=dict(type='DMAAblation', gate='dynamic')), ValueError,
+     "unknown gate 'dynamic'; choose 'level', 'static' or 'none'"),
+    (dict(mixer_cfg=dict(type='DMAAblation', gate_act='relu')), ValueError, "unknown gate_act 'relu'"),
+    (dict(mixer_cfg=dict(type='DMA', gate='level')), TypeError, "unexpected keyword argument 'gate'"),
+    (dict(mixer_cfg=dict(type='Nope')), KeyError, 'Nope is not in the'),
+    (dict(gate='level'), TypeError, "unexpected keyword argument 'gate'"),
     (dict(drop_path_rate=1.), ValueError, 'drop_path_rate'),
     (dict(kernel_size=(3, )), TypeError, 'kernel_size'),
 ])
@@ -441,5 +377,7 @@ def test_dmformer_builds_from_mmdet_mmseg_mmpretrain_registries():
     from mmpretrain.registry import MODELS as CLS
     from mmseg.registry import MODELS as SEG
     for registry in (DET, SEG, CLS):
-        model = registry.build(dict(type='DMFormer', arch=TINY, out_indices=(3, ), gate='level'))
+        model = registry.build(dict(type='DMFormer', arch=TINY, out_indices=(3, ),
+                                    mixer_cfg=dict(type='DMAAblation', gate='level')))
         assert isinstance(model, DMFormer) and model.out_channels == [32]
+        assert isinstance(model.stages[0].blocks[0].mixer, DMAAblation)

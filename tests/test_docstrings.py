@@ -9,13 +9,13 @@ from mmvit_hybrid.models import BoTNet, DMFormer, VOLO
 from mmvit_hybrid.models.backbones.botnet import BoTBlock
 from mmvit_hybrid.models.backbones.dmformer import DMFormerBlock
 from mmvit_hybrid.models.heads import VOLOHead
-from mmvit_hybrid.models.layers import (DMA, ClassAttentionBlock, MHSABlock, OutlookAttention, Outlooker,
-                                        RelPosAttention)
+from mmvit_hybrid.models.layers import (DMA, ClassAttentionBlock, DMAAblation, MHSABlock, OutlookAttention,
+                                        Outlooker, RelPosAttention)
 
 
 @pytest.mark.parametrize('cls', [
-    BoTNet, BoTBlock, RelPosAttention, DMFormer, DMFormerBlock, DMA, VOLO, VOLOHead, OutlookAttention, Outlooker,
-    MHSABlock, ClassAttentionBlock
+    BoTNet, BoTBlock, RelPosAttention, DMFormer, DMFormerBlock, DMA, DMAAblation, VOLO, VOLOHead, OutlookAttention,
+    Outlooker, MHSABlock, ClassAttentionBlock
 ])
 def test_every_init_argument_is_documented(cls):
     doc = inspect.getdoc(cls)

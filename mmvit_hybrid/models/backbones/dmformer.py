@@ -12,9 +12,9 @@ Swin-T. Everything else below is **this package's reconstruction**:
 * Block (MetaFormer, pre-norm): ``x = x + DropPath(gamma_1 * DMA(Norm(x)))``,
   ``x = x + DropPath(gamma_2 * MLP(Norm(x)))``; layer scale ``gamma`` initialised to 1e-5
   (PoolFormer); MLP = Conv1x1 (ratio 4), GELU, Conv1x1.
-* DMA defaults: expand ratio 2, levels with kernel sizes (3, 5, 7) and dilations (1, 2, 3), the SE
-  gate with hidden width max(C / 4, 16). ``gate='level'|'static'|'none'``, ``expand_ratio`` and
-  ``kernel_sizes``/``dilations`` are the ablation switches.
+* Token mixer (``mixer_cfg``): DMA with expand ratio 2, levels with kernel sizes (3, 5, 7) and
+  dilations (1, 2, 3), the SE gate with hidden width max(C / 4, 16); the ablation configs name
+  :class:`~mmvit_hybrid.models.layers.DMAAblation` (per-level gates) or other DMA arguments.
 * Norm: BatchNorm everywhere (stem, the two pre-norms of every block, the stage output norm),
   which suits the all-convolutional mixer and folds into the convs at inference;
   ``norm_cfg`` swaps it (e.g. SyncBN).
@@ -44,7 +44,7 @@ Swin-T. Everything else below is **this package's reconstruction**:
   down (333x517 gives 83x129, 41x64, 20x32, 10x16).
 """
 from collections import OrderedDict
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -56,7 +56,6 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvit_hybrid.registry import MODELS
-from ..layers import DMA
 from .base_backbone import HybridBackbone
 from .layer_depth import stage_layer_depth, strip_prefix
 
@@ -70,10 +69,11 @@ class DMFormerBlock(BaseModule):
         drop_path_rate (float): Stochastic depth of both residual branches. Defaults to 0.
         layer_scale_init_value (float): Initial value of the per-channel residual scales;
             0 disables layer scale. Defaults to 1e-5.
-        mixer_cfg (dict, optional): Keyword arguments of :class:`DMA` (expand_ratio, kernel_sizes,
-            dilations, gate, gate_act, gate_reduction). Defaults to None (DMA's defaults).
+        mixer_cfg (dict): The token mixer's config, built from ``MODELS`` with ``embed_dims=C``.
+            Defaults to ``dict(type='DMA')``.
         norm_cfg (dict): Norm of the two pre-norms. Defaults to BN.
-        act_cfg (dict): Activation of the MLP and of DMA's expand conv. Defaults to GELU.
+        act_cfg (dict): Activation of the MLP, and the mixer's unless ``mixer_cfg`` sets one.
+            Defaults to GELU.
         with_cp (bool): Recompute the block in backward to save memory. Defaults to False.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
@@ -83,7 +83,7 @@ class DMFormerBlock(BaseModule):
                  mlp_ratio: float = 4.,
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-5,
-                 mixer_cfg: Optional[dict] = None,
+                 mixer_cfg: dict = dict(type='DMA'),
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: dict = dict(type='GELU'),
                  with_cp: bool = False,
@@ -93,7 +93,7 @@ class DMFormerBlock(BaseModule):
         C = embed_dims
         hidden = int(C * mlp_ratio)
         self.norm1 = build_norm_layer(norm_cfg, C)[1]
-        self.mixer = DMA(C, act_cfg=act_cfg, **(mixer_cfg or {}))
+        self.mixer = MODELS.build(dict(mixer_cfg, embed_dims=C), default_args=dict(act_cfg=act_cfg))
         self.norm2 = build_norm_layer(norm_cfg, C)[1]
         self.mlp = nn.Sequential(OrderedDict(
             fc1=nn.Conv2d(C, hidden, 1), act=build_activation_layer(act_cfg), fc2=nn.Conv2d(hidden, C, 1)))
@@ -130,20 +130,9 @@ class DMFormer(HybridBackbone):
         arch (str | dict): ``'s'``/``'m'``/``'l'`` (or ``'small'``/``'medium'``/``'large'``), or a
             dict with ``embed_dims`` and ``depths`` (one entry per stage).
         in_channels (int): Input image channels. Defaults to 3.
-        expand_ratio (float, optional): DMA's expand conv widens C to ``int(C * expand_ratio)``
-            before the depthwise levels; None drops it. Defaults to 2.
-        kernel_sizes (Sequence[int]): Depthwise kernel size of each DMA level; its length is the
-            number of levels. Defaults to (3, 5, 7).
-        dilations (Sequence[int]): Dilation of each DMA level, one per kernel size.
-            Defaults to (1, 2, 3).
-        gate (str): DMA gate: ``'se'`` (the SE vector from GAP of the mixer input, applied after
-            the 1x1 conv), or the ablations ``'level'`` (per-level input-adaptive weights, this
-            package's earlier DMA), ``'static'`` (learned per-level constants), ``'none'``.
-            Defaults to ``'se'``.
-        gate_act (str): ``'sigmoid'``, or ``'softmax'`` over the levels (``'level'``/``'static'``).
-            Defaults to ``'sigmoid'``.
-        gate_reduction (int): The gate's hidden width is ``max(in_channels // gate_reduction, 16)``.
-            Defaults to 4.
+        mixer_cfg (dict): Every block's token mixer, built from ``MODELS`` with the stage's
+            ``embed_dims``: :class:`~mmvit_hybrid.models.layers.DMA` and its arguments, or e.g.
+            ``dict(type='DMAAblation', gate='level')``. Defaults to ``dict(type='DMA')``.
         mlp_ratio (float): MLP expansion. Defaults to 4.
         layer_scale_init_value (float): Initial residual scale; 0 disables layer scale.
             Defaults to 1e-5.
@@ -154,7 +143,8 @@ class DMFormer(HybridBackbone):
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
         drop_path_rate (float): Stochastic depth, linear over all blocks. Defaults to 0.1.
         norm_cfg (dict): Norm of the stem, the blocks and the stage outputs. Defaults to BN.
-        act_cfg (dict): Activation of the stem, the MLPs and DMA. Defaults to GELU.
+        act_cfg (dict): Activation of the stem, the MLPs and the mixers (unless ``mixer_cfg`` sets
+            one). Defaults to GELU.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
 
     Examples:
@@ -175,12 +165,7 @@ class DMFormer(HybridBackbone):
     def __init__(self,
                  arch: Union[str, dict] = 's',
                  in_channels: int = 3,
-                 expand_ratio: Optional[float] = 2.,
-                 kernel_sizes: Sequence[int] = (3, 5, 7),
-                 dilations: Sequence[int] = (1, 2, 3),
-                 gate: str = 'se',
-                 gate_act: str = 'sigmoid',
-                 gate_reduction: int = 4,
+                 mixer_cfg: dict = dict(type='DMA'),
                  mlp_ratio: float = 4.,
                  layer_scale_init_value: float = 1e-5,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -205,9 +190,6 @@ class DMFormer(HybridBackbone):
             raise ValueError(f'DMFormer: in_channels must be a positive int, got {in_channels!r}')
         if embed_dims[0] < 2:
             raise ValueError(f'DMFormer: embed_dims[0] must be >= 2 (the stem has half of it), got {embed_dims[0]}')
-        # DMA validates these (levels, gate) with its own error messages when the first block is built
-        mixer_cfg = dict(expand_ratio=expand_ratio, kernel_sizes=tuple(kernel_sizes), dilations=tuple(dilations),
-                         gate=gate, gate_act=gate_act, gate_reduction=gate_reduction)
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.depths = depths

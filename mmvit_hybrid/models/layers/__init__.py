@@ -1,5 +1,6 @@
 from .class_attention import ClassAttention, ClassAttentionBlock
 from .dma import DMA
+from .dma_ablation import DMAAblation
 from .dual_stream import DualStreamBlock
 from .mhsa_block import GlobalSelfAttention, MHSABlock
 from .outlooker import OutlookAttention, Outlooker
@@ -7,6 +8,6 @@ from .prenorm_block import PreNormBlock
 from .rel_pos_attention import RelPosAttention
 
 __all__ = [
-    'ClassAttention', 'ClassAttentionBlock', 'DMA', 'DualStreamBlock', 'GlobalSelfAttention', 'MHSABlock',
-    'OutlookAttention', 'Outlooker', 'PreNormBlock', 'RelPosAttention'
+    'ClassAttention', 'ClassAttentionBlock', 'DMA', 'DMAAblation', 'DualStreamBlock', 'GlobalSelfAttention',
+    'MHSABlock', 'OutlookAttention', 'Outlooker', 'PreNormBlock', 'RelPosAttention'
 ]
