@@ -1,4 +1,4 @@
-# VOLO-D4, ImageNet-1K, 224x224: the D3 recipe (the research notes have no D4 training settings;
+# VOLO-D4, ImageNet-1K, 224x224: the D3 recipe (no D4 training settings found in the sources;
 # lr 1e-3 and drop path 0.5 are carried over from D3, not verified).
 _base_ = './volo_d3_in1k.py'
 model = dict(backbone=dict(arch='d4'), head=dict(in_channels=768))

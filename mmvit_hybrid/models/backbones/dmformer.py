@@ -1,8 +1,7 @@
 """DMFormer: Closing the Gap Between CNN and Vision Transformers (Wei et al., ICASSP 2023,
 arXiv 2209.07738; v1 of the paper is titled "ConvFormer" and calls the token mixer MCA).
 
-No official code, weights or readable variant table are public (see the project's research notes,
-``papers.md`` sections 2 and 5.1). What the sources state: a vision-transformer (MetaFormer)
+No official code, weights or variant table are public. What the sources state: a vision-transformer (MetaFormer)
 layout with the self-attention replaced by DMA (expand conv, dilated depthwise convs of several
 kernel sizes, 1x1 conv, calibrated by an SE-style gate: :class:`~mmvit_hybrid.models.layers.DMA`
 gives the formula and the source of each step); four stages; a stem of a 7x7 stride-2 conv, a 3x3
@@ -161,6 +160,8 @@ class DMFormer(HybridBackbone):
         **dict.fromkeys(['l', 'large'], dict(embed_dims=(128, 256, 512, 1024), depths=(3, 3, 12, 3))),
     }
     min_input_size = 32
+    converter_hint = ("no published weights; this package's own ImageNet classifier checkpoint with "
+                      'python tools/model_converters/extract_backbone.py SRC DST (the backbone-only file)')
 
     def __init__(self,
                  arch: Union[str, dict] = 's',
@@ -253,14 +254,7 @@ class DMFormer(HybridBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, C_in, H, W) -> tuple of (B, embed_dims[i], ~H / 2^(i+2), ~W / 2^(i+2)) for out_indices."""
-        if x.dim() != 4:
-            raise ValueError(f'DMFormer expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'DMFormer was built for {self.in_channels}-channel inputs, got {x.shape[1]} channels; '
-                             'set in_channels or convert the image')
-        if x.shape[-1] < self.min_input_size or x.shape[-2] < self.min_input_size:
-            raise ValueError(f'DMFormer needs inputs of at least {self.min_input_size}x{self.min_input_size} '
-                             f'(total stride 32), got {tuple(x.shape[-2:])}; pad or resize the image')
+        self.check_input(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)

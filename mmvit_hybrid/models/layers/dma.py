@@ -1,7 +1,7 @@
 """DMA, the Dynamic Multi-level Attention token mixer of DMFormer (Wei et al., ICASSP 2023,
 arXiv 2209.07738; MCA in the paper's v1 "ConvFormer"). No official code is public; the steps and
-their sources (the reading note and the v1 note are quoted in the research notes, ``papers.md``
-sections 2.2 and 5.1; ``configs/dmformer/README.md`` lists every choice):
+their sources (the abstract, a reading note of the paper, the v1 paper: ``configs/dmformer/README.md``
+quotes each and lists every choice):
 
 1. expand conv ``u = GELU(Conv1x1_{C -> rC}(x))`` (v1's "Expand Conv" before the depthwise convs);
    the GELU and ``r = 2`` are ours;
