@@ -238,10 +238,8 @@ def test_bad_paramwise_cfg_is_a_clear_error():
 
 def anchor_paramwise(package: str, rel: str) -> dict:
     """``paramwise_cfg`` of an installed mmdet/mmseg config (the anchor a config here cites)."""
-    import importlib
-    from mmengine.config import Config
-    module = importlib.import_module(package)
-    return Config.fromfile(str(Path(module.__file__).parent / '.mim' / 'configs' / rel)).optim_wrapper.paramwise_cfg
+    from mim_configs import mim_config
+    return mim_config(package, rel).optim_wrapper.paramwise_cfg
 
 
 MMDET_CONVNEXT = ('mmdet', 'convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py')

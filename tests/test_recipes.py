@@ -12,18 +12,14 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
 
+from mim_configs import mim_config
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures('one_thread', 'cached_config_metafiles')
 
 
 def load(rel):
     return Config.fromfile(ROOT / rel)
-
-
-def mim_config(package, rel):
-    """An installed OpenMMLab config (the source a config here cites)."""
-    module = __import__(package)
-    return Config.fromfile(Path(module.__file__).parent / '.mim' / 'configs' / rel)
 
 
 def epoch_lrs(cfg, num_epochs):
