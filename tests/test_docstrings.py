@@ -20,7 +20,7 @@ from mmvit_hybrid.models.layers import (DMA, ClassAttentionBlock, DMAAblation, M
 def test_every_init_argument_is_documented(cls):
     doc = inspect.getdoc(cls)
     params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
-    missing = [p for p in params if not re.search(rf'^\s+{p} \(', doc, re.M)]
+    missing = [p for p in params if not re.search(rf'^\s+(\*\*)?{p} \(', doc, re.M)]
     assert not missing, f'{cls.__name__} docstring lacks {missing}'
 
 

@@ -58,26 +58,11 @@ class MHSABlock(PreNormBlock):
         mlp_ratio (float): MLP hidden width over C. Defaults to 4.
         qkv_bias (bool): Bias of the qkv projection. Defaults to False.
         attn_drop_rate (float): Attention dropout. Defaults to 0.
-        drop_path_rate (float): Stochastic depth of both branches. Defaults to 0.
-        act_cfg (dict): MLP activation. Defaults to GELU.
-        norm_cfg (dict): The two pre-norms. Defaults to LN.
-        with_cp (bool): Recompute the block in backward to save memory. Defaults to False.
-        init_cfg (dict, optional): Initialisation config. Defaults to None.
+        **kwargs (dict): ``drop_path_rate``, ``act_cfg``, ``norm_cfg``, ``with_cp``, ``init_cfg``
+            of :class:`PreNormBlock`.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 mlp_ratio: float = 4.,
-                 qkv_bias: bool = False,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.,
-                 act_cfg: dict = dict(type='GELU'),
-                 norm_cfg: dict = dict(type='LN'),
-                 with_cp: bool = False,
-                 init_cfg=None):
-        super().__init__(
-            embed_dims,
-            GlobalSelfAttention(embed_dims, num_heads, qkv_bias=qkv_bias, attn_drop_rate=attn_drop_rate),
-            mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, act_cfg=act_cfg, norm_cfg=norm_cfg,
-            with_cp=with_cp, init_cfg=init_cfg)
+    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float = 4., qkv_bias: bool = False,
+                 attn_drop_rate: float = 0., **kwargs):
+        attn = GlobalSelfAttention(embed_dims, num_heads, qkv_bias=qkv_bias, attn_drop_rate=attn_drop_rate)
+        super().__init__(embed_dims, attn, mlp_ratio=mlp_ratio, **kwargs)
