@@ -158,6 +158,22 @@ def test_classifier_export(tmp_path, family):
         assert 'Col2Im' not in ops and {'Gather', 'MatMul'} <= ops
 
 
+def test_volo_export_without_extension(tmp_path, monkeypatch):
+    """Without the compiled extension the outlook op is recorded as one node (the reference as an
+    opaque op) and translated like the compiled op: no Col2Im, outputs equal at two sizes, and no
+    'extension is not available' warning for the exported model."""
+    oa_module = importlib.import_module('mmvit_hybrid.ops.outlook_attention')
+    monkeypatch.setattr(oa_module, '_EXT_AVAILABLE', False)
+    monkeypatch.setattr(oa_module, '_warned', {'missing'})  # the reference runs in the checks
+    calls = []
+    op = oa_module.reference_op()
+    monkeypatch.setattr(oa_module, 'reference_op', lambda: calls.append(1) or op)
+    out = export_and_check(tmp_path, write_config(tmp_path, 'volo', 'cls'))
+    ops = op_types(out)
+    assert calls, 'the export did not go through the reference op'
+    assert not any('::' in o for o in ops) and 'Col2Im' not in ops and {'Gather', 'MatMul'} <= ops, ops
+
+
 @pytest.mark.parametrize('family', ['dsnet', 'dmformer', 'volo', 'botnet'])
 def test_upernet_export(tmp_path, family):
     """Segmentor logits at the input size; the PPM's 2x2/3x3/6x6 bins run on 2x2 and 3x4 maps

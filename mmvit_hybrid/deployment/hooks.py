@@ -1,18 +1,14 @@
-"""Export-time hooks for what the exporters would fix at the export size outside this package's
-layers (those export for every size by themselves).
+"""The export-time hook for a third-party layer that both ONNX exporters would fix at the export
+size. This package's layers export for every size by themselves (without the compiled extension
+the outlook op records itself as one node, ``mmvit_hybrid.ops.outlook_attention.reference_op``).
 
-``torch.onnx.export(dynamo=False)`` bakes a shape-dependent kernel into the graph, so other sizes
-silently get wrong values (or fail); ``dynamo=True`` specialises the dynamic H/W. The hooks:
-
-* ``nn.AdaptiveAvgPool2d`` with an output other than 1x1 (mmseg's PPM in UPerHead: bins 1, 2, 3,
-  6): both exporters fix its kernel at the export size. The hook runs :func:`adaptive_avg_pool2d`,
-  the same bins (start ``floor(i H / n)``, end ``ceil((i + 1) H / n)``) as two matrix products with
-  0/1 bin matrices computed in the graph from H and W, divided by the bin areas. 1x1 outputs
-  (global pooling) export as ``GlobalAveragePool``/``ReduceMean`` at any size and are left alone.
-* The outlook-attention op without the compiled ``mmvit_hybrid._ext``: VOLO then runs the
-  unfold/fold reference, and ``fold`` would export as ``Col2Im``. The hook routes the outlook
-  layers through an export-only op (``mmvit_hybrid_deploy::outlook_attention``, the reference as
-  its kernel) that has the same gather + matmul translation as the compiled op.
+``nn.AdaptiveAvgPool2d`` with an output other than 1x1 (mmseg's PPM in UPerHead: bins 1, 2, 3, 6):
+``torch.onnx.export(dynamo=False)`` bakes its kernel into the graph, so other sizes silently get
+wrong values (or fail), and ``dynamo=True`` specialises the dynamic H/W. The hook runs
+:func:`adaptive_avg_pool2d`, the same bins (start ``floor(i H / n)``, end ``ceil((i + 1) H / n)``)
+as two matrix products with 0/1 bin matrices computed in the graph from H and W, divided by the bin
+areas. 1x1 outputs (global pooling) export as ``GlobalAveragePool``/``ReduceMean`` at any size and
+are left alone.
 
 SyncBN (the segmentation configs) becomes BN (mmengine's ``revert_sync_batchnorm``) in the model
 loader.
@@ -24,29 +20,6 @@ from unittest import mock
 import torch
 import torch.nn as nn
 from torch.nn.modules.utils import _pair
-
-EXPORT_OP_NAMESPACE = 'mmvit_hybrid_deploy'
-_export_op = None
-
-
-def export_outlook_op():
-    """The export-only outlook-attention op, ``torch.ops.mmvit_hybrid_deploy.outlook_attention``
-    (defined on first use; the unfold/fold reference is its kernel)."""
-    global _export_op
-    if _export_op is None:
-        from mmvit_hybrid.ops import outlook_attention_reference
-
-        @torch.library.custom_op(f'{EXPORT_OP_NAMESPACE}::outlook_attention', mutates_args=())
-        def outlook_attention(value: torch.Tensor, attn: torch.Tensor, kernel_size: int, padding: int,
-                              stride: int) -> torch.Tensor:
-            return outlook_attention_reference(value, attn, kernel_size, padding, stride)
-
-        @outlook_attention.register_fake
-        def _(value, attn, kernel_size, padding, stride):
-            return torch.empty_like(value)
-
-        _export_op = outlook_attention
-    return _export_op
 
 
 def bin_matrix(size, bins: int, like: torch.Tensor) -> torch.Tensor:
@@ -88,20 +61,14 @@ def _is_global(output_size) -> bool:
 
 @contextlib.contextmanager
 def export_mode(model: torch.nn.Module):
-    """Apply the hooks of the module docstring to ``model`` while the context is open.
+    """Apply the hook of the module docstring to ``model`` while the context is open.
 
     Args:
         model (nn.Module): The model (or wrapper) about to be exported.
     """
-    from mmvit_hybrid.models.layers import outlooker
-    from mmvit_hybrid.ops import ext_available
-
     with contextlib.ExitStack() as stack:
-        modules = list(model.modules())
-        for m in modules:
+        for m in model.modules():
             if isinstance(m, nn.AdaptiveAvgPool2d) and not _is_global(m.output_size):
                 stack.enter_context(mock.patch.object(
                     m, 'forward', functools.partial(adaptive_avg_pool2d, output_size=m.output_size)))
-        if not ext_available() and any(isinstance(m, outlooker.OutlookAttention) for m in modules):
-            stack.enter_context(mock.patch.object(outlooker, 'outlook_attention', export_outlook_op()))
         yield model

@@ -29,7 +29,7 @@ these functions, so the package imports without them.
 from typing import Callable, Dict, Sequence
 
 #: the ops this module translates: the compiled op, and the export-only op that stands in for it
-#: when the extension is not built (:func:`mmvit_hybrid.deployment.hooks.export_outlook_op`)
+#: when the extension is not built (:func:`mmvit_hybrid.ops.outlook_attention.reference_op`)
 OP_NAMES = ('mmvit_hybrid::outlook_attention_forward', 'mmvit_hybrid_deploy::outlook_attention')
 #: lowest ONNX opset the translation is written for
 MIN_OPSET = 13
@@ -207,7 +207,7 @@ def dynamo_translation_table(opset_version: int) -> Dict[Callable, Callable]:
     """
     import torch
 
-    from .hooks import export_outlook_op
+    from mmvit_hybrid.ops.outlook_attention import reference_op
 
     _check_opset(opset_version)
 
@@ -215,7 +215,7 @@ def dynamo_translation_table(opset_version: int) -> Dict[Callable, Callable]:
         return build_outlook_attention(OnnxScriptBuilder(opset_version), value, attn, kernel_size, padding,
                                        stride)
 
-    export_outlook_op()
+    reference_op()  # defines torch.ops.mmvit_hybrid_deploy.outlook_attention
     ops = [torch.ops.mmvit_hybrid_deploy.outlook_attention.default]
     if hasattr(torch.ops.mmvit_hybrid, 'outlook_attention_forward'):
         ops.append(torch.ops.mmvit_hybrid.outlook_attention_forward.default)

@@ -141,6 +141,33 @@ def outlook_attention_reference(value, attn, kernel_size, padding, stride):
     return F.fold(out, (H, W), kernel_size, padding=padding, stride=stride)  # (B, C, H, W)
 
 
+#: namespace of the reference wrapped as one op, for the exporters (see :func:`reference_op`)
+EXPORT_OP_NAMESPACE = 'mmvit_hybrid_deploy'
+_reference_op_cache = []
+
+
+def reference_op():
+    """:func:`outlook_attention_reference` as one opaque op,
+    ``torch.ops.mmvit_hybrid_deploy.outlook_attention`` (defined on first use). Without the compiled
+    extension, an ONNX export records this node instead of the reference's ``unfold``/``fold``
+    (``fold`` would become ``Col2Im``), and ``mmvit_hybrid.deployment.outlook_onnx`` translates it
+    exactly as it translates the compiled op."""
+    if not _reference_op_cache:
+        @torch.library.custom_op(f'{EXPORT_OP_NAMESPACE}::outlook_attention', mutates_args=())
+        def op(value: torch.Tensor, attn: torch.Tensor, kernel_size: int, padding: int,
+               stride: int) -> torch.Tensor:
+            return outlook_attention_reference(value, attn, kernel_size, padding, stride)
+
+        op.register_fake(lambda value, attn, kernel_size, padding, stride: torch.empty_like(value))
+        _reference_op_cache.append(op)
+    return _reference_op_cache[0]
+
+
+def _is_exporting() -> bool:
+    """Inside ``torch.export`` (the dynamo ONNX exporter) or the TorchScript ONNX exporter."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 def _autocast_dtype(device_type):
     """The autocast dtype of ``device_type`` if autocast is enabled there, else None."""
     if device_type not in ('cpu', 'cuda') or not torch.is_autocast_enabled(device_type):
@@ -163,7 +190,8 @@ def outlook_attention(value, attn, kernel_size, padding, stride):
     ``torch.autocast`` both inputs are first cast to the autocast dtype (so the float16 value and
     float32 attention of CUDA autocast are accepted). Without the compiled extension (or without
     its CUDA kernels for a CUDA input) it warns once and returns
-    :func:`outlook_attention_reference`.
+    :func:`outlook_attention_reference`; during an ONNX export without the extension it records
+    the reference as one op (:func:`reference_op`).
 
     Args:
         value (Tensor): (B, C, H, W) projected values, ``v = Linear(x)`` channels-first.
@@ -184,6 +212,8 @@ def outlook_attention(value, attn, kernel_size, padding, stride):
             value, attn = _autocast_cast((value, attn), value.device.type, dtype)
     _check_inputs(value, attn, kernel_size, padding, stride)
     if not _EXT_AVAILABLE:
+        if _is_exporting():
+            return reference_op()(value, attn, kernel_size, padding, stride)
         _warn_once('missing', 'mmvit_hybrid.ops.outlook_attention: the compiled extension '
                    f'mmvit_hybrid._ext is not available ({_EXT_ERROR}); using the slower '
                    'unfold/fold reference, which materialises the unfolded values. To use the '
