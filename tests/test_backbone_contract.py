@@ -210,6 +210,13 @@ def test_bad_arguments_raise_naming_the_model(row, kwargs, error, match):
 
 
 @ROWS
+@pytest.mark.parametrize('depths, match', [((1, 1, 0, 1), 'positive ints'), ((1, 1), '4 values each')])
+def test_bad_custom_arch_raises_naming_the_model(row, depths, match):
+    with torch.device('meta'), pytest.raises(ValueError, match=f'{row.name}: .*{match}'):
+        row.cls(**dict(row.cfg, arch=dict(row.cfg['arch'], depths=depths)))
+
+
+@ROWS
 def test_builds_from_mmdet_mmseg_mmpretrain_registries(row):
     from mmdet.registry import MODELS as DET
     from mmpretrain.registry import MODELS as CLS

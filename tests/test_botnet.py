@@ -537,7 +537,6 @@ def test_botnet_default_init():
     (dict(arch='34'), KeyError, "unknown arch '34'"),
     (dict(arch=dict(depths=(3, 4, 6, 3))), KeyError, r"missing \['strides'\]"),
     (dict(arch=dict(depths=(3, 4, 6, 3), strides=(1, 2, 2, 3))), ValueError, 'strides must be 1 or 2'),
-    (dict(arch=dict(depths=(3, 4, 6, 0), strides=(1, 2, 2, 2))), ValueError, 'positive ints'),
     (dict(arch=dict(depths=(3, 4, 6, 2), strides=(1, 2, 2, 2))), ValueError, r'num_attn_blocks.*\[0, 2\]'),
     (dict(num_heads=3), ValueError, 'divisible by num_heads'),
     (dict(attn_impl='flash'), ValueError, "unknown attn_impl 'flash'"),

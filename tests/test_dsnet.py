@@ -129,7 +129,6 @@ def test_dual_stream_block_matches_reference_dataflow():
 
 @pytest.mark.parametrize('kwargs, error, match', [
     (dict(arch=dict(embed_dims=(64, 128, 320, 512), depths=(1, 1, 1, 1))), KeyError, 'missing'),
-    (dict(arch=dict(embed_dims=(64, 128), depths=(1, 1), num_heads=(1, 2))), ValueError, '4 values'),
     (dict(global_strides=(8, 4)), ValueError, 'global_strides'),
     (dict(drop_path_rate=1.5), ValueError, 'drop_path_rate'),
     (dict(arch=dict(embed_dims=(64, 128, 320, 510), depths=(1, 1, 1, 1), num_heads=(1, 2, 5, 8))),

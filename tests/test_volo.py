@@ -262,7 +262,6 @@ def test_outlook_attention_layer_matches_formula():
 @pytest.mark.parametrize('kwargs, error, match', [
     (dict(arch=dict(TINY, embed_dims=(16, 32, 48, 32))), ValueError, r'embed_dims\[1:\]'),
     (dict(arch=dict(TINY, num_heads=(3, 4, 4, 4))), ValueError, 'must divide'),
-    (dict(arch=dict(TINY, depths=(1, 0, 1, 1))), ValueError, 'positive ints'),
     (dict(out_type='tokens'), ValueError, "unknown out_type 'tokens'"),
     (dict(out_type='cls_and_tokens', out_indices=(2, 3)), ValueError, 'last stage only'),
     (dict(out_type='cls_and_tokens', out_strides=(16, )), ValueError, "only applies to out_type='featmap'"),

@@ -15,16 +15,19 @@ class HybridBackbone(BaseModule):
     """Base class of the backbones in this package.
 
     Subclasses set ``arch_zoo`` (name -> dict of per-stage settings) and ``arch_keys`` (the keys a
-    custom arch dict must have), set ``self.in_channels``, build their layers, then call
+    custom arch dict must have), build their layers, then call
     :meth:`_freeze_stages`. They implement :meth:`frozen_modules` and call :meth:`check_input`
     first in ``forward``.
 
     Args:
-        arch (str | dict): A name in ``arch_zoo`` or a dict with all of ``arch_keys``.
+        arch (str | dict): A name in ``arch_zoo`` or a dict with all of ``arch_keys``; its
+            per-stage entries are positive ints.
+        in_channels (int): Input image channels.
         out_indices (Sequence[int] | int): Stages whose outputs are returned; negatives count
             from the end.
         frozen_stages (int): -1 freezes nothing, 0 the stem, k >= 1 the stem and stages 1..k.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
+        drop_path_rate (float): Stochastic depth rate of the deepest block, in [0, 1).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads
             weights strictly (missing or unexpected keys raise); other inits as in mmengine.
     """
@@ -43,13 +46,19 @@ class HybridBackbone(BaseModule):
     onnx_exporter: Tuple[str, str] = ('dynamo', 'convs, interpolations and SDPA trace symbolically; the '
                                                 'dynamo graph matched PyTorch at every size tried')
 
-    def __init__(self, arch: Union[str, dict], out_indices, frozen_stages: int, norm_eval: bool,
-                 init_cfg=None):
+    def __init__(self, arch: Union[str, dict], in_channels: int, out_indices, frozen_stages: int,
+                 norm_eval: bool, drop_path_rate: float = 0., init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
         self.arch_settings = self.parse_arch(arch)
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'{name}: in_channels must be a positive int, got {in_channels!r}')
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f'{name}: drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        self.in_channels = in_channels
         self.out_indices = self.parse_out_indices(out_indices)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'{type(self).__name__}: frozen_stages must be an int in '
+            raise ValueError(f'{name}: frozen_stages must be an int in '
                              f'[-1, {self.num_stages}] (-1 freezes nothing), got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -70,9 +79,11 @@ class HybridBackbone(BaseModule):
             if missing or unknown:
                 raise KeyError(f'{name}: a custom arch dict needs exactly the keys {list(cls.arch_keys)}; '
                                f'missing {sorted(missing)}, unknown {sorted(unknown)}')
-            lengths = {k: len(v) for k, v in arch.items() if isinstance(v, (list, tuple))}
-            if set(lengths.values()) != {cls.num_stages}:
-                raise ValueError(f'{name}: per-stage arch entries need {cls.num_stages} values each, got {lengths}')
+            per_stage = {k: tuple(v) for k, v in arch.items() if isinstance(v, (list, tuple))}
+            if {len(v) for v in per_stage.values()} != {cls.num_stages} or not all(
+                    isinstance(n, int) and n > 0 for v in per_stage.values() for n in v):
+                raise ValueError(f'{name}: per-stage arch entries need {cls.num_stages} values each, all positive ints, '
+                                 f'got {per_stage}')
             return dict(arch)
         raise TypeError(f'{name}: arch must be a str or dict, got {type(arch).__name__}')
 

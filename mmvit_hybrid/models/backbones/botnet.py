@@ -182,11 +182,9 @@ class BoTNet(HybridBackbone):
                  zero_init_residual: bool = True,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  init_cfg=None):
-        super().__init__(arch, out_indices, frozen_stages, norm_eval, init_cfg=init_cfg)
+        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, init_cfg=init_cfg)
         depths = tuple(self.arch_settings['depths'])
         strides = tuple(self.arch_settings['strides'])
-        if not all(isinstance(d, int) and d > 0 for d in depths):
-            raise ValueError(f'BoTNet: depths must be positive ints, got {depths}')
         if not all(s in (1, 2) for s in strides):
             raise ValueError(f'BoTNet: strides must be 1 or 2 per stage, got {strides}')
         if not isinstance(num_attn_blocks, int) or not 0 <= num_attn_blocks <= depths[3]:
@@ -195,9 +193,6 @@ class BoTNet(HybridBackbone):
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if len(img_size) != 2 or not all(isinstance(s, int) and s >= 32 for s in img_size):
             raise ValueError(f'BoTNet: img_size must be an int or (H, W) of ints >= 32, got {img_size}')
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f'BoTNet: in_channels must be a positive int, got {in_channels!r}')
-        self.in_channels = in_channels
         self.img_size = img_size
         self.fixed_input_size = fixed_input_size
         self.depths = depths

@@ -177,21 +177,13 @@ class DMFormer(HybridBackbone):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg=None):
-        super().__init__(arch, out_indices, frozen_stages, norm_eval, init_cfg=init_cfg)
+        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, drop_path_rate, init_cfg)
         embed_dims = tuple(self.arch_settings['embed_dims'])
         depths = tuple(self.arch_settings['depths'])
-        if not all(isinstance(d, int) and d > 0 for d in embed_dims + depths):
-            raise ValueError(f'DMFormer: embed_dims and depths must be positive ints, got '
-                             f'embed_dims={embed_dims}, depths={depths}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'DMFormer: drop_path_rate must be in [0, 1), got {drop_path_rate}')
         if not mlp_ratio > 0:
             raise ValueError(f'DMFormer: mlp_ratio must be > 0, got {mlp_ratio}')
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f'DMFormer: in_channels must be a positive int, got {in_channels!r}')
         if embed_dims[0] < 2:
             raise ValueError(f'DMFormer: embed_dims[0] must be >= 2 (the stem has half of it), got {embed_dims[0]}')
-        self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.depths = depths
         self.out_channels = [embed_dims[i] for i in self.out_indices]

@@ -99,15 +99,13 @@ class DSNet(HybridBackbone):
                  attn_drop_rate: float = 0.1,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  init_cfg=None):
-        super().__init__(arch, out_indices, frozen_stages, norm_eval, init_cfg=init_cfg)
+        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, drop_path_rate, init_cfg)
         embed_dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
         num_heads = self.arch_settings['num_heads']
         if len(global_strides) != self.num_stages:
             raise ValueError(f'DSNet: global_strides needs one entry per stage ({self.num_stages}), '
                              f'got {tuple(global_strides)}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'DSNet: drop_path_rate must be in [0, 1), got {drop_path_rate}')
         if drop_path_schedule not in self.drop_path_schedules:
             raise ValueError(f'DSNet: drop_path_schedule must be one of {self.drop_path_schedules}, '
                              f'got {drop_path_schedule!r}')
@@ -115,9 +113,6 @@ class DSNet(HybridBackbone):
             raise ValueError(f'DSNet: attn_drop_rate must be in [0, 1), got {attn_drop_rate}')
         if not mlp_ratio > 0:
             raise ValueError(f'DSNet: mlp_ratio must be > 0, got {mlp_ratio}')
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f'DSNet: in_channels must be a positive int, got {in_channels!r}')
-        self.in_channels = in_channels
         self.embed_dims = tuple(embed_dims)
         self.out_channels = [embed_dims[i] for i in self.out_indices]
         self.out_strides = [4 * 2**i for i in self.out_indices]

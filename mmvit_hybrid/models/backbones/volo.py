@@ -165,12 +165,9 @@ class VOLO(HybridBackbone):
             raise ValueError(f'VOLO: unknown out_type {out_type!r}; choose one of {list(self.out_types)}')
         if out_indices is None:
             out_indices = (0, 1, 2, 3) if out_type == 'featmap' else (3, )
-        super().__init__(arch, out_indices, frozen_stages, norm_eval, init_cfg=init_cfg)
+        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, drop_path_rate, init_cfg)
         s = self.arch_settings
         depths, embed_dims, num_heads = tuple(s['depths']), tuple(s['embed_dims']), tuple(s['num_heads'])
-        if not all(isinstance(v, int) and v > 0 for v in depths + embed_dims + num_heads):
-            raise ValueError(f'VOLO: depths, embed_dims and num_heads must be positive ints, got '
-                             f'depths={depths}, embed_dims={embed_dims}, num_heads={num_heads}')
         if len(set(embed_dims[1:])) != 1 or len(set(num_heads[1:])) != 1:
             raise ValueError(f'VOLO: stages 1-3 share one resolution and width, so embed_dims[1:] and '
                              f'num_heads[1:] must be equal, got embed_dims={embed_dims}, num_heads={num_heads}')
@@ -182,16 +179,11 @@ class VOLO(HybridBackbone):
                 raise ValueError("VOLO: out_strides resamples feature maps and only applies to out_type='featmap'")
             if not isinstance(num_cls_blocks, int) or num_cls_blocks < 1:
                 raise ValueError(f'VOLO: num_cls_blocks must be an int >= 1, got {num_cls_blocks!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'VOLO: drop_path_rate must be in [0, 1), got {drop_path_rate}')
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f'VOLO: in_channels must be a positive int, got {in_channels!r}')
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if len(img_size) != 2 or min(img_size) < self.min_input_size:
             raise ValueError(f'VOLO: img_size must be an int or (H, W) of at least {self.min_input_size}, '
                              f'got {img_size}')
 
-        self.in_channels = in_channels
         self.out_type = out_type
         self.depths = depths
         self.embed_dims = embed_dims
