@@ -3,12 +3,11 @@
 The det/seg and fine-tune configs start from converted ImageNet weights
 (``init_cfg=dict(type='Pretrained', checkpoint='checkpoints/...')``). Without this check a missing
 file surfaces as a ``FileNotFoundError`` traceback from mmengine's checkpoint loader, after the
-datasets are built. :data:`PRETRAINED_SOURCES` maps the files the configs name to the command that
-makes each one (the converters in ``tools/model_converters/``, the published weights' URLs).
+datasets are built. Each backbone's ``weights_source`` maps the files the configs name to the
+command that makes each one (the converters in ``tools/model_converters/``, the published weights' URLs).
 """
 import logging
 import os.path as osp
-import re
 from typing import Iterator, List, Optional, Tuple
 
 from mmengine.hooks import Hook
@@ -16,50 +15,12 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-_PADDLE = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_{}_pretrained.pdparams'
-_VOLO = 'https://github.com/sail-sg/volo/releases/download/volo_1/{}'
-_VOLO_224 = dict(d1='d1_224_84.2.pth.tar', d2='d2_224_85.2.pth.tar', d3='d3_224_85.4.pth.tar',
-                 d4='d4_224_85.7.pth.tar', d5='d5_224_86.10.pth.tar')
-_DSNET_ARCH = dict(t='tiny', s='small', b='base')
-TORCHVISION_RESNET50 = 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
-
-
-def _dsnet(m, folder):
-    arch = _DSNET_ARCH[m['a']]
-    return (f'python tools/model_converters/dsnet_to_mmvit.py {_PADDLE.format(arch)} '
-            f'{osp.join(folder, "dsnet_" + m["a"] + "_in1k.pth")}')
-
-
-def _volo(m, folder):
-    return (f'python tools/model_converters/volo_to_mmvit.py {_VOLO.format(_VOLO_224[m["a"]])} '
-            f'{osp.join(folder, m[0])}')
-
-
-def _botnet(m, folder):
-    h, w = m['h'], m['w'] or m['h']
-    return (f'python tools/model_converters/resnet_to_botnet.py {TORCHVISION_RESNET50} '
-            f'{osp.join(folder, m[0])} --arch 50 --img-size {h} {w}')
-
-
-def _dmformer(m, folder):
-    return (f'python tools/train.py configs/dmformer/dmformer_{m["a"]}_in1k.py, then python '
-            f'tools/model_converters/extract_backbone.py work_dirs/dmformer_{m["a"]}_in1k/epoch_300.pth '
-            f'{osp.join(folder, m[0])}')
-
-
-#: (file-name pattern, backbone type, arch of the file, the command that makes the file in ``folder``)
-PRETRAINED_SOURCES = (
-    (re.compile(r'dsnet_(?P<a>[tsb])_in1k(_backbone)?\.pth'), 'DSNet',
-     lambda m: _DSNET_ARCH[m['a']], _dsnet),
-    (re.compile(r'volo_(?P<a>d[1-5])_in1k\.pth'), 'VOLO', lambda m: m['a'], _volo),
-    (re.compile(r'botnet50_from_resnet50_(?P<h>\d+)(?:x(?P<w>\d+))?\.pth'), 'BoTNet',
-     lambda m: '50', _botnet),
-    (re.compile(r'dmformer_(?P<a>[sml])_in1k_backbone\.pth'), 'DMFormer', lambda m: m['a'], _dmformer),
-)
+from mmvit_hybrid.models.backbones.base_backbone import HybridBackbone
 
 
 def pretrained_source(checkpoint: str) -> Optional[dict]:
-    """What :data:`PRETRAINED_SOURCES` knows of ``checkpoint`` (a path), or None.
+    """The backbone whose converted ImageNet weights ``checkpoint`` (a path) names, by its file
+    name (:meth:`HybridBackbone.weights_source`), or None.
 
     Args:
         checkpoint (str): the ``init_cfg.checkpoint`` path.
@@ -68,10 +29,10 @@ def pretrained_source(checkpoint: str) -> Optional[dict]:
         dict | None: ``backbone`` (type name), ``arch`` and ``command`` (what writes the file).
     """
     folder, name = osp.split(checkpoint)
-    for pattern, backbone, arch, command in PRETRAINED_SOURCES:
-        m = pattern.fullmatch(name)
-        if m:
-            return dict(backbone=backbone, arch=arch(m), command=command(m, folder or '.'))
+    for backbone in HybridBackbone.__subclasses__():
+        source = backbone.weights_source(name, folder or '.')
+        if source is not None:
+            return dict(backbone=backbone.__name__, arch=source[0], command=source[1])
     return None
 
 

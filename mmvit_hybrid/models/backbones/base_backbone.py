@@ -126,6 +126,18 @@ class HybridBackbone(BaseModule):
         return self.min_input_size or 1
 
     @classmethod
+    def weights_source(cls, filename: str, folder: str) -> Optional[Tuple[str, str]]:
+        """``(arch, command)`` if ``filename`` is the name of this model's converted ImageNet
+        weights that the configs load (the arch they hold, the command that writes them into
+        ``folder``), else None.
+
+        Args:
+            filename (str): The checkpoint's file name.
+            folder (str): The folder the command writes to.
+        """
+        return None
+
+    @classmethod
     def is_third_party_checkpoint(cls, keys: Sequence[str]) -> bool:
         """Whether state-dict ``keys`` have the layout of :attr:`third_party_format`."""
         return False

@@ -268,6 +268,17 @@ class BoTNet(HybridBackbone):
                 constant_init(module.norm3, 0)
 
     @classmethod
+    def weights_source(cls, filename, folder):
+        """``botnet50_from_resnet50_{H}[x{W}].pth``: torchvision's ResNet-50 V2 weights converted for
+        an H x W input."""
+        m = re.fullmatch(r'botnet50_from_resnet50_(?P<h>\d+)(?:x(?P<w>\d+))?\.pth', filename)
+        if m is None:
+            return None
+        url = 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
+        return '50', (f'python tools/model_converters/resnet_to_botnet.py {url} {folder}/{filename} --arch 50 '
+                      f'--img-size {m["h"]} {m["w"] or m["h"]}')
+
+    @classmethod
     def is_third_party_checkpoint(cls, keys) -> bool:
         """ResNet's ``layer4`` 3x3 convs, no relative-position tables."""
         return any(re.match(r'(backbone\.)?layer4\.\d+\.conv2\.weight$', k) for k in keys) \

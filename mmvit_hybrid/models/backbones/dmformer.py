@@ -42,6 +42,7 @@ Swin-T. Everything else below is **this package's reconstruction**:
 * Any input of at least 32x32 works: the 7x7 stride-2 conv rounds up, every 2x2 patch conv rounds
   down (333x517 gives 83x129, 41x64, 20x32, 10x16).
 """
+import re
 from collections import OrderedDict
 from typing import Sequence, Tuple, Union
 
@@ -219,6 +220,17 @@ class DMFormer(HybridBackbone):
         if self.frozen_stages < 0:
             return []
         return [self.stages[0].downsample] + list(self.stages[:self.frozen_stages])
+
+    @classmethod
+    def weights_source(cls, filename, folder):
+        """``dmformer_{s,m,l}_in1k_backbone.pth``: the backbone of this package's own ImageNet run (no
+        published weights)."""
+        m = re.fullmatch(r'dmformer_(?P<a>[sml])_in1k_backbone\.pth', filename)
+        if m is None:
+            return None
+        return m['a'], (f'python tools/train.py configs/dmformer/dmformer_{m["a"]}_in1k.py, then python '
+                        f'tools/model_converters/extract_backbone.py work_dirs/dmformer_{m["a"]}_in1k/epoch_300.pth '
+                        f'{folder}/{filename}')
 
     def get_layer_depth(self, param_name: str, prefix: str = '', decay_type: str = 'layer_wise') -> Tuple[int, int]:
         """``(layer_id, num_layers)`` of a parameter for layer-wise lr decay (mmpretrain's

@@ -148,6 +148,16 @@ class DSNet(HybridBackbone):
         return modules
 
     @classmethod
+    def weights_source(cls, filename, folder):
+        """``dsnet_{t,s,b}_in1k[_backbone].pth``: PaddleClas's ImageNet weights, converted."""
+        m = re.fullmatch(r'dsnet_(?P<a>[tsb])_in1k(_backbone)?\.pth', filename)
+        if m is None:
+            return None
+        arch = dict(t='tiny', s='small', b='base')[m['a']]
+        url = f'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_{arch}_pretrained.pdparams'
+        return arch, f'python tools/model_converters/dsnet_to_mmvit.py {url} {folder}/dsnet_{m["a"]}_in1k.pth'
+
+    @classmethod
     def is_third_party_checkpoint(cls, keys) -> bool:
         """The reference's ``blocks1`` .. ``blocks4`` with ``pos_embed``/``channel_up`` layers."""
         return any(re.match(r'blocks[1-4]\.\d+\.(pos_embed|channel_up|cross_channel_up_sa)\.', k) for k in keys)

@@ -41,6 +41,7 @@ the stem's grid like the reference: a 333 x 517 input gives 41 x 64 tokens at st
 Parameter counts measured on this implementation (backbone with the class-attention blocks plus
 the two 1000-class linear heads, ``tests/test_volo.py``); they equal timm's ``volo_d*`` models.
 """
+import re
 from collections import OrderedDict
 from typing import Optional, Sequence, Tuple, Union
 
@@ -267,6 +268,16 @@ class VOLO(HybridBackbone):
         if self.out_type == 'featmap':
             modules += [self.out_norms[str(i)] for i in self.out_indices if i < self.frozen_stages]
         return modules
+
+    @classmethod
+    def weights_source(cls, filename, folder):
+        """``volo_d{1-5}_in1k.pth``: the official 224 classifiers (sail-sg/volo releases), converted."""
+        m = re.fullmatch(r'volo_(?P<a>d[1-5])_in1k\.pth', filename)
+        if m is None:
+            return None
+        release = dict(d1='d1_224_84.2', d2='d2_224_85.2', d3='d3_224_85.4', d4='d4_224_85.7', d5='d5_224_86.10')
+        url = f'https://github.com/sail-sg/volo/releases/download/volo_1/{release[m["a"]]}.pth.tar'
+        return m['a'], f'python tools/model_converters/volo_to_mmvit.py {url} {folder}/{filename}'
 
     @classmethod
     def is_third_party_checkpoint(cls, keys) -> bool:
