@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from mmvit_hybrid.ops import ext_available, outlook_attention, outlook_attention_reference
+from tiny_backbones import TINY_BACKBONES, tiny_backbone
 
 oa_module = importlib.import_module('mmvit_hybrid.ops.outlook_attention')
 outlooker_module = importlib.import_module('mmvit_hybrid.models.layers.outlooker')
@@ -130,17 +131,9 @@ def test_outlooker_layer_with_the_cuda_dtype_pattern(dtype, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # bfloat16 CPU autocast end to end
 
-TINY_VOLO = dict(depths=(1, 1, 1, 1), embed_dims=(32, 64, 64, 64), num_heads=(2, 4, 4, 4),
-                 mlp_ratio=2, stem_channels=16)
-BACKBONES = {
-    'DSNet': dict(type='DSNet', arch=dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 64, 64),
-                                          num_heads=(1, 2, 4, 4)), drop_path_rate=0.),
-    'DMFormer': dict(type='DMFormer', arch=dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 64, 64)),
-                     drop_path_rate=0.),
-    'VOLO': dict(type='VOLO', arch=TINY_VOLO, img_size=64),
-    'BoTNet': dict(type='BoTNet', arch=dict(depths=(1, 1, 1, 1), strides=(1, 2, 2, 2)),
-                   num_attn_blocks=1, img_size=64),
-}
+#: constructor overrides of the tiny_backbones rows: DSNet keeps its default attention dropout, whose
+#: CPU path (chunked attention, each chunk checkpointed) must run under autocast as well
+ROW_OVERRIDES = {'DSNet': dict(attn_drop_rate=0.1)}
 
 
 class LowPrecisionSpy:
@@ -180,10 +173,9 @@ AUTOCAST = [pytest.param('cpu', torch.bfloat16, id='cpu-bf16'),
 
 
 @pytest.mark.parametrize('device,dtype', AUTOCAST)
-@pytest.mark.parametrize('name', list(BACKBONES))
+@pytest.mark.parametrize('name', [row.name for row in TINY_BACKBONES])
 def test_backbone_autocast_forward_backward(name, device, dtype, monkeypatch):
-    from mmvit_hybrid.registry import MODELS
-    model = MODELS.build(BACKBONES[name]).train().to(device)
+    model = tiny_backbone(name).build(**ROW_OVERRIDES.get(name, {})).train().to(device)
     spy = LowPrecisionSpy(model, monkeypatch)
     x = torch.randn(2, 3, 64, 64, device=device)
     with torch.autocast(device, dtype=dtype):
@@ -199,9 +191,10 @@ def test_backbone_autocast_forward_backward(name, device, dtype, monkeypatch):
 
 def shrink_volo(cfg, family):
     """Tiny VOLO in a config, with the neck/head input widths that match it."""
-    cfg.model.backbone.arch = TINY_VOLO
+    row = tiny_backbone('VOLO')
+    cfg.model.backbone.arch = dict(row.cfg['arch'])
     cfg.model.backbone.drop_path_rate = 0.
-    widths = [32, 64, 64, 64]
+    widths = list(row.channels)
     if family == 'mmdet':
         cfg.model.neck.in_channels = widths
     elif family == 'mmseg':

@@ -1,4 +1,4 @@
-"""``torch.compile`` works on every backbone (tiny archs, small inputs, CPU) and matches eager.
+"""``torch.compile`` works on every backbone (the tests/tiny_backbones.py rows, small inputs, CPU) and matches eager.
 
 The suite compiles with ``backend='aot_eager'`` (dynamo capture + AOTAutograd, the custom
 outlook-attention op through its fake kernel and registered autograd): inductor's C++ code
@@ -10,17 +10,9 @@ gradients) must match eager.
 import pytest
 import torch
 
-from mmvit_hybrid.models import VOLO, BoTNet, DMFormer, DSNet
+from tiny_backbones import TINY_BACKBONES, tiny_backbone
 
 BACKEND = 'aot_eager'
-TINY = {
-    'volo': lambda: VOLO(arch=dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 32, 32), num_heads=(2, 4, 4, 4),
-                                   mlp_ratio=2, stem_channels=8), img_size=64),
-    'botnet': lambda: BoTNet(arch=dict(depths=(1, 1, 1, 2), strides=(1, 2, 2, 2)), img_size=64, num_attn_blocks=2),
-    'dsnet': lambda: DSNet(arch=dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1), num_heads=(1, 2, 5, 8)),
-                           drop_path_rate=0., attn_drop_rate=0.),
-    'dmformer': lambda: DMFormer(arch=dict(embed_dims=(16, 32, 40, 64), depths=(1, 1, 1, 1)), drop_path_rate=0.),
-}
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -37,12 +29,12 @@ def param_grads(model, forward, x, weights):
 
 def build(name):
     torch.manual_seed(0)
-    model = TINY[name]()
+    model = tiny_backbone(name).build()
     model.init_weights()
     return model.eval()
 
 
-@pytest.mark.parametrize('name', list(TINY))
+@pytest.mark.parametrize('name', [row.name for row in TINY_BACKBONES])
 def test_backbone_compiles_and_matches_eager(name):
     torch._dynamo.reset()
     model = build(name)
@@ -60,7 +52,7 @@ def test_backbone_compiles_and_matches_eager(name):
 def test_volo_compiled_gradients_match_eager():
     """The fused outlook-attention op's autograd (registered with torch.library) under AOTAutograd."""
     torch._dynamo.reset()
-    model = build('volo')
+    model = build('VOLO')
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     weights = [torch.randn(o.shape, generator=torch.Generator().manual_seed(4)) for o in model(x)]
     expected = param_grads(model, model, x, weights)
@@ -77,7 +69,7 @@ def test_botnet_compiles_as_one_graph_with_matching_gradients():
     index arithmetic) traces without graph breaks, and the gradients match eager, also for the
     odd c4 map (4x5) whose stride-2 pooling is ceil-mode."""
     torch._dynamo.reset()
-    model = build('botnet')
+    model = build('BoTNet')
     for module in model.modules():  # undo zero_init_residual, so the attention gets gradients
         if isinstance(module, torch.nn.BatchNorm2d):
             torch.nn.init.constant_(module.weight, 1.0)

@@ -14,6 +14,7 @@ from mmengine.config import Config
 
 from mmvit_hybrid.models import VOLO, VOLOHead
 from mmvit_hybrid.models.utils import MixToken, MixTokenDataPreprocessor, reverse_mix_token
+from tiny_backbones import tiny_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 5  # classes
@@ -235,11 +236,10 @@ def test_classifier_trains_with_mix_token_end_to_end():
     from mmpretrain.structures import DataSample
     torch.manual_seed(0)
     np.random.seed(1)
-    tiny = dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 32, 32), num_heads=(2, 4, 4, 4), mlp_ratio=2,
-                stem_channels=8)
+    tiny = tiny_backbone('VOLO')
     model = ImageClassifier(
-        backbone=dict(type='VOLO', arch=tiny, img_size=64, out_type='cls_and_tokens'),
-        head=dict(type='VOLOHead', num_classes=K, in_channels=32,
+        backbone=dict(type='VOLO', arch=tiny.cfg['arch'], img_size=64, out_type='cls_and_tokens'),
+        head=dict(type='VOLOHead', num_classes=K, in_channels=tiny.channels[-1],
                   loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
         data_preprocessor=dict(type='MixTokenDataPreprocessor', num_classes=K, mean=[128.] * 3, std=[64.] * 3,
                                mix_token=dict(type='MixToken')))

@@ -82,3 +82,8 @@ TINY_BACKBONES = [
         channels=(256, 512, 1024, 2048), min_size=None,  # ResNet-50's widths: fixed in every arch
         stage_of={'conv1.': -1, 'bn1.': -1, **_stages('layer{}.', first=1)}),
 ]
+
+
+def tiny_backbone(name: str) -> TinyBackbone:
+    """The row of the backbone class ``name`` (e.g. ``'VOLO'``)."""
+    return {row.name: row for row in TINY_BACKBONES}[name]
