@@ -15,9 +15,11 @@ class HybridBackbone(BaseModule):
     """Base class of the backbones in this package.
 
     Subclasses set ``arch_zoo`` (name -> dict of per-stage settings) and ``arch_keys`` (the keys a
-    custom arch dict must have), build their layers, then call
-    :meth:`_freeze_stages`. They implement :meth:`frozen_modules` and call :meth:`check_input`
-    first in ``forward``.
+    custom arch dict must have), build their layers, then call :meth:`_freeze_stages`. They
+    implement :meth:`frozen_modules` and call :meth:`check_input` first in ``forward``. The tools
+    read each model's facts from its class: ``converter_hint``, ``third_party_format``,
+    ``onnx_exporter``, :meth:`min_export_size`, :meth:`weights_source` and
+    :meth:`explain_load_error`. A new backbone also adds a row to ``tests/tiny_backbones.py``.
 
     Args:
         arch (str | dict): A name in ``arch_zoo`` or a dict with all of ``arch_keys``; its
